@@ -1,0 +1,52 @@
+"""The matching core: pure, deterministic, no I/O (checked by import-linter)."""
+
+from .book import OrderBook
+from .engine import EngineError, MatchingEngine
+from .types import (
+    INT64_MAX,
+    ORDER_ID_SHIFT,
+    AmendOrder,
+    CancelOrder,
+    Command,
+    Fill,
+    Level,
+    MassCancel,
+    OpenOrder,
+    OrderStatus,
+    OrderType,
+    PlaceOrder,
+    RejectCode,
+    Report,
+    SetSymbolStatus,
+    Side,
+    StpMode,
+    SymbolSpec,
+    SymbolStatus,
+    TimeInForce,
+)
+
+__all__ = [
+    "INT64_MAX",
+    "ORDER_ID_SHIFT",
+    "AmendOrder",
+    "CancelOrder",
+    "Command",
+    "EngineError",
+    "Fill",
+    "Level",
+    "MassCancel",
+    "MatchingEngine",
+    "OpenOrder",
+    "OrderBook",
+    "OrderStatus",
+    "OrderType",
+    "PlaceOrder",
+    "RejectCode",
+    "Report",
+    "SetSymbolStatus",
+    "Side",
+    "StpMode",
+    "SymbolSpec",
+    "SymbolStatus",
+    "TimeInForce",
+]

@@ -1,0 +1,1 @@
+"""Benchmarks behind `spotmatch bench ...`: each prints human lines and a JSON result."""
