@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from spotmatch import bench_cli
+from spotmatch import bench_cli, shard_cli
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench_cli.register(commands)
+    shard_cli.register(commands)
     demo = commands.add_parser(
         "demo",
         help="a short guided session through the matching engine",

@@ -1,0 +1,142 @@
+"""Admission of one command into a batch: owner check, idempotency, engine, recording.
+
+Runs inside the matcher's synchronous batch step; the only I/O (looking up client order
+ids this shard has not seen recently) is done beforehand, once per batch, by ``prefetch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from persistence.placements import StoredPlacement
+from persistence.rows import BatchRows
+from shard.engine import Command, Fill, MatchingEngine, OrderStatus, PlaceOrder, RejectCode, Report
+from shard.errors import (
+    REASON_DUPLICATE_DIFFERENT_CONTENT,
+    REASON_NOT_OWNER,
+    REASON_SYMBOL_RECOVERING,
+    REASON_UNKNOWN_SYMBOL,
+    CommandFailure,
+    FailureKind,
+)
+from shard.idempotency import Fingerprint, IdempotencyIndex, Key, Placement, Replay, fingerprint
+from shard.ownership import Ownership, SymbolState
+from shard.recording import record
+
+Lookup = Callable[[list[Key]], Awaitable[list[StoredPlacement]]]
+Outcome = Report | Replay | CommandFailure
+
+
+class Admission:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        ownership: Ownership,
+        index: IdempotencyIndex,
+        lookup: Lookup,
+    ) -> None:
+        self._engine = engine
+        self._ownership = ownership
+        self._index = index
+        self._lookup = lookup
+
+    async def prefetch(self, commands: Iterable[Command]) -> None:
+        """Load placements for client order ids not in the index (one query per batch)."""
+        index = self._index
+        missing = list(
+            {
+                (c.account, c.client_order_id)
+                for c in commands
+                if type(c) is PlaceOrder
+                and c.client_order_id
+                and index.get((c.account, c.client_order_id)) is None
+            }
+        )
+        if not missing:
+            return
+        for stored in await self._lookup(missing):
+            index.add((stored.account, stored.client_order_id), _placement_from(stored))
+
+    def admit(self, cmd: Command, rows: BatchRows, touched: set[str]) -> Outcome:
+        symbol = cmd.symbol
+        owned = self._ownership.get(symbol)
+        if owned is None or owned.state is not SymbolState.SERVING:
+            return self._not_served(symbol, owned is not None)
+        if type(cmd) is PlaceOrder and cmd.client_order_id:
+            key = (cmd.account, cmd.client_order_id)
+            seen = self._index.get(key)
+            if seen is not None:
+                return _replay(seen, fingerprint(cmd))
+            report = self._engine.execute(cmd)
+            if report.order_id:
+                self._index.add(key, Placement(fingerprint(cmd), report))
+        else:
+            report = self._engine.execute(cmd)
+        record(cmd, report, owned.epoch, rows)
+        rows.epochs[symbol] = owned.epoch
+        touched.add(symbol)
+        return report
+
+    def forget(self, failed: list[BatchRows]) -> None:
+        """Placements of batches that will never commit must not answer retries."""
+        for rows in failed:
+            for order in rows.orders.values():
+                if order.client_order_id:
+                    self._index.discard((order.account, order.client_order_id))
+
+    def _not_served(self, symbol: str, recovering: bool) -> CommandFailure:
+        if recovering:
+            return CommandFailure(
+                FailureKind.UNAVAILABLE,
+                REASON_SYMBOL_RECOVERING,
+                f"{symbol} is being recovered; retry",
+            )
+        if not self._ownership.is_known(symbol):
+            return CommandFailure(
+                FailureKind.NOT_FOUND, REASON_UNKNOWN_SYMBOL, f"unknown symbol {symbol}"
+            )
+        hint = self._ownership.hint(symbol)
+        return CommandFailure(
+            FailureKind.UNAVAILABLE,
+            REASON_NOT_OWNER,
+            f"this shard does not own {symbol}",
+            owner_hint=hint,
+        )
+
+
+def _replay(seen: Placement, fp: Fingerprint) -> Outcome:
+    if seen.fingerprint != fp:
+        return CommandFailure(
+            FailureKind.ALREADY_EXISTS,
+            REASON_DUPLICATE_DIFFERENT_CONTENT,
+            "client order id already used with different content",
+        )
+    return Replay(seen.report)
+
+
+def _placement_from(p: StoredPlacement) -> Placement:
+    fp = Fingerprint(
+        p.symbol, p.side, p.order_type, p.time_in_force, p.price, p.quantity, p.post_only, p.stp
+    )
+    fills = tuple(
+        Fill(
+            maker_id, maker_account, "", p.order_id, price, qty, -1, -1
+        )  # maker state then: unknown
+        for maker_id, maker_account, price, qty, _ in p.fills
+    )
+    report = Report(
+        p.symbol,
+        p.seq,
+        p.order_id,
+        p.client_order_id,
+        p.account,
+        OrderStatus(p.status),
+        RejectCode(p.reject_code),
+        p.price,
+        p.cum_qty,
+        p.leaves_qty,
+        0,
+        fills,
+        (),
+    )
+    return Placement(fp, report)

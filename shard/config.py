@@ -1,0 +1,92 @@
+"""The shard process's configuration: one frozen dataclass, read once in __main__."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shard.pipeline import BatchCaps
+
+ENV_PREFIX = "SPOTMATCH_SHARD_"
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    shard_id: str
+    listen: str  # host:port for gRPC
+    pg_dsn: str
+    symbols: tuple[str, ...]  # owned symbols until etcd assignments replace this
+    pool_min: int = 2
+    pool_max: int = 8
+    caps: BatchCaps = field(default_factory=BatchCaps)
+    etcd_endpoints: tuple[str, ...] = ()  # used by the cluster issue
+    max_message_bytes: int = 16 << 20
+    stream_inflight: int = 64  # requests in flight per Execute/Trade stream
+    stream_write_timeout: float = 10.0  # a reader this slow is cut off (RESOURCE_EXHAUSTED)
+    shutdown_grace: float = 10.0
+    pg_timeout: float = 10.0  # connect and pooled-connection waits
+    otel_sample_ratio: float = 0.01
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ
+    parser.add_argument(
+        "--shard-id",
+        default=env.get(f"{ENV_PREFIX}ID", "shard-1"),
+        help="this shard's id (env SPOTMATCH_SHARD_ID; default shard-1)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=env.get(f"{ENV_PREFIX}LISTEN", "127.0.0.1:7101"),
+        help="gRPC listen address (env SPOTMATCH_SHARD_LISTEN)",
+    )
+    parser.add_argument(
+        "--pg-dsn",
+        default=env.get("SPOTMATCH_PG_DSN", ""),
+        help="PostgreSQL connection string (env SPOTMATCH_PG_DSN)",
+    )
+    parser.add_argument(
+        "--symbols",
+        default=env.get(f"{ENV_PREFIX}SYMBOLS", ""),
+        help="comma-separated symbols this shard owns (env SPOTMATCH_SHARD_SYMBOLS)",
+    )
+    parser.add_argument(
+        "--pool-max",
+        type=int,
+        default=int(env.get(f"{ENV_PREFIX}POOL_MAX", "8")),
+        help="max Postgres connections (default 8)",
+    )
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        default=int(env.get(f"{ENV_PREFIX}BATCH_MAX", "4096")),
+        help="max commands per committed batch (default 4096)",
+    )
+    parser.add_argument(
+        "--etcd",
+        default=env.get("SPOTMATCH_ETCD", ""),
+        help="etcd endpoints host:port,... (cluster mode; env SPOTMATCH_ETCD)",
+    )
+
+
+def from_args(args: argparse.Namespace) -> ShardConfig:
+    if not args.pg_dsn:
+        raise SystemExit("spotmatch shard: --pg-dsn (or SPOTMATCH_PG_DSN) is required")
+    symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    return ShardConfig(
+        shard_id=args.shard_id,
+        listen=args.listen,
+        pg_dsn=args.pg_dsn,
+        symbols=symbols,
+        pool_max=max(2, args.pool_max),
+        caps=BatchCaps(max_commands=args.batch_max),
+        etcd_endpoints=tuple(e for e in args.etcd.split(",") if e),
+        otel_sample_ratio=_ratio(os.environ),
+    )
+
+
+def _ratio(env: Mapping[str, str]) -> float:
+    # OTEL_TRACES_SAMPLER_ARG is honoured by the SDK itself; this is only our default.
+    return float(env.get("OTEL_TRACES_SAMPLER_ARG", "0.01"))

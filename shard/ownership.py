@@ -1,0 +1,65 @@
+"""Which symbols this shard serves, under which epoch, and who owns the others.
+
+Until the cluster issue lands, the owned set comes from configuration; the cluster's
+assignment watcher will drive the same methods (take, release, hint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class SymbolState(Enum):
+    SERVING = "serving"
+    RECOVERING = "recovering"  # reloading from Postgres after a failed commit
+
+
+@dataclass
+class OwnedSymbol:
+    symbol: str
+    epoch: int
+    state: SymbolState
+
+
+class Ownership:
+    def __init__(self) -> None:
+        self._owned: dict[str, OwnedSymbol] = {}
+        self._known: set[str] = set()  # every symbol with reference data
+        self._hints: dict[str, str] = {}  # symbol -> shard id believed to own it
+
+    def set_known(self, symbols: set[str]) -> None:
+        self._known = set(symbols)
+
+    def is_known(self, symbol: str) -> bool:
+        return symbol in self._known or symbol in self._owned
+
+    def get(self, symbol: str) -> OwnedSymbol | None:
+        return self._owned.get(symbol)
+
+    def serve(self, symbol: str, epoch: int) -> None:
+        self._owned[symbol] = OwnedSymbol(symbol, epoch, SymbolState.SERVING)
+        self._known.add(symbol)
+        self._hints.pop(symbol, None)
+
+    def mark_recovering(self, symbol: str) -> None:
+        owned = self._owned.get(symbol)
+        if owned is not None:
+            owned.state = SymbolState.RECOVERING
+
+    def release(self, symbol: str, new_owner: str = "") -> None:
+        self._owned.pop(symbol, None)
+        if new_owner:
+            self._hints[symbol] = new_owner
+
+    def hint(self, symbol: str) -> str:
+        return self._hints.get(symbol, "")
+
+    def serving(self) -> list[str]:
+        return sorted(s for s, o in self._owned.items() if o.state is SymbolState.SERVING)
+
+    def owned(self) -> list[str]:
+        return sorted(self._owned)
+
+    def epochs(self) -> dict[str, int]:
+        return {s: o.epoch for s, o in self._owned.items()}

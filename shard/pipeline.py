@@ -1,0 +1,319 @@
+"""The shard's command pipeline: smart batching, matching, ordered commits, release.
+
+    submit() ─▶ inbox ─▶ matcher: take all that waited, apply to the engine ─▶ pending
+                                                                                 │
+    caller ◀── outcomes, only after COMMIT ◀── committer: one transaction/batch ◀┘
+
+A batch is whatever arrived while the previous commit was in flight (no timers). The
+matcher may match batch n+1 while batch n commits; commits and releases happen in order.
+If a commit fails, that batch and every batch matched after it are failed (UNAVAILABLE,
+never acknowledged); the symbols they touched refuse commands (UNAVAILABLE, retryable)
+while background tasks reload them from Postgres (or they are dropped if fenced); other
+symbols keep trading. A generation number makes sure no batch matched before the failure
+is ever committed, and that a batch being formed during the failure is re-formed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext
+
+from persistence.errors import FencedError, PersistenceError
+from persistence.rows import BatchRows
+from shard.admission import Admission
+from shard.engine import Command, Level, MatchingEngine, Report, Side, SymbolStatus
+from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure, FailureKind, Overloaded
+from shard.idempotency import Replay
+from shard.ownership import Ownership
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+Outcome = Report | Replay | CommandFailure
+Commit = Callable[[BatchRows], Awaitable[None]]
+Reload = Callable[[str], Awaitable[None]]
+AfterCommit = Callable[[list[tuple[Command, Outcome]]], None]
+
+
+@dataclass(frozen=True)
+class BatchCaps:
+    max_commands: int = 4096  # per batch
+    max_bytes: int = 4 << 20  # per batch, as reported by the edge
+    max_pending: int = 100_000  # commands waiting in the inbox before RESOURCE_EXHAUSTED
+    max_inflight_batches: int = 2  # one committing + one matched and waiting
+    book_depth: int = 50  # L2 levels per side kept for committed-book reads
+
+
+@dataclass(frozen=True)
+class BookView:
+    """A symbol's L2 book as of a committed sequence number."""
+
+    symbol: str
+    seq: int
+    bids: list[Level]
+    asks: list[Level]
+    halted: bool
+
+
+@dataclass
+class _Submission:
+    commands: Sequence[Command]
+    nbytes: int
+    future: asyncio.Future[list[Outcome]]
+    span: SpanContext | None  # the request's span: batch spans link to it
+
+
+@dataclass
+class _Batch:
+    generation: int
+    submissions: list[_Submission] = field(default_factory=list)
+    outcomes: list[list[Outcome]] = field(default_factory=list)
+    rows: BatchRows = field(default_factory=BatchRows)
+    touched: set[str] = field(default_factory=set)
+    links: list[Link] = field(default_factory=list)
+    books: dict[str, BookView] = field(default_factory=dict)  # as of this batch's last command
+
+
+class Pipeline:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        ownership: Ownership,
+        admission: Admission,
+        commit: Commit,
+        reload: Reload,
+        caps: BatchCaps = BatchCaps(),
+    ) -> None:
+        self._engine = engine
+        self.ownership = ownership
+        self._admission = admission
+        self._commit = commit
+        self._reload = reload
+        self._caps = caps
+        self._inbox: deque[_Submission] = deque()
+        self._inbox_commands = 0
+        self._arrived = asyncio.Event()
+        self._pending: deque[_Batch] = deque()
+        self._matched = asyncio.Event()
+        self._slots = asyncio.Semaphore(caps.max_inflight_batches)
+        self._generation = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+        self.after_commit: list[AfterCommit] = []
+        self.committed_books: dict[str, BookView] = {}
+        self.stats = {"batches": 0, "commands": 0, "commit_failures": 0}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._match_loop(), name="pipeline-matcher"),
+            asyncio.create_task(self._commit_loop(), name="pipeline-committer"),
+        ]
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Refuse new work, let everything accepted so far commit, then stop the tasks."""
+        self._closing = True
+        try:
+            async with asyncio.timeout(timeout):
+                while self._inbox or self._pending:
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            log.warning("pipeline stop: %d batches still pending", len(self._pending))
+        tasks = [*self._tasks, *self._reloads.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fail_all(self._drain_pending(), "shutting down")
+        for sub in self._inbox:
+            _resolve_failed(sub, "shutting down")
+        self._inbox.clear()
+
+    # --- submission -------------------------------------------------------------------
+
+    async def submit(self, commands: Sequence[Command], nbytes: int = 0) -> list[Outcome]:
+        """Outcomes in command order, returned only after their batch has committed."""
+        if self._closing:
+            raise Overloaded("shard is shutting down")
+        if self._inbox_commands + len(commands) > self._caps.max_pending:
+            raise Overloaded("shard inbox is full")
+        context = trace.get_current_span().get_span_context()
+        sub = _Submission(
+            commands,
+            nbytes,
+            asyncio.get_running_loop().create_future(),
+            context if context.is_valid else None,
+        )
+        self._inbox.append(sub)
+        self._inbox_commands += len(commands)
+        self._arrived.set()
+        return await sub.future
+
+    # --- matcher ----------------------------------------------------------------------
+
+    async def _match_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            while not self._inbox:
+                self._arrived.clear()
+                await self._arrived.wait()
+            generation = self._generation
+            subs = self._take_inbox()
+            try:
+                await self._admission.prefetch(c for s in subs for c in s.commands)
+            except PersistenceError as exc:
+                log.warning("client order id lookup failed: %s", exc)
+                self._refuse(subs, "database unavailable; retry")
+                continue
+            if generation != self._generation:
+                self._requeue(subs)  # a commit failed meanwhile: form this batch again
+                continue
+            self._pending.append(self._apply(subs, generation))
+            self._matched.set()
+
+    def _requeue(self, subs: list[_Submission]) -> None:
+        self._slots.release()
+        self._inbox.extendleft(reversed(subs))
+        self._inbox_commands += sum(len(s.commands) for s in subs)
+
+    def _refuse(self, subs: list[_Submission], message: str) -> None:
+        self._slots.release()
+        for sub in subs:
+            _resolve_failed(sub, message)
+
+    def _take_inbox(self) -> list[_Submission]:
+        subs: list[_Submission] = []
+        count = nbytes = 0
+        caps = self._caps
+        while self._inbox:
+            nxt = self._inbox[0]
+            if subs and (
+                count + len(nxt.commands) > caps.max_commands
+                or nbytes + nxt.nbytes > caps.max_bytes
+            ):
+                break
+            subs.append(self._inbox.popleft())
+            count += len(nxt.commands)
+            nbytes += nxt.nbytes
+        self._inbox_commands -= count
+        return subs
+
+    def _apply(self, subs: list[_Submission], generation: int) -> _Batch:
+        """Match one batch. Synchronous on purpose: nothing interleaves with it."""
+        batch = _Batch(generation, subs)
+        batch.links = [Link(s.span) for s in subs if s.span is not None]
+        count = sum(len(s.commands) for s in subs)
+        admit = self._admission.admit
+        with _tracer.start_as_current_span(
+            "shard.batch.match", links=batch.links, attributes={"batch.commands": count}
+        ):
+            for sub in subs:
+                outcomes: list[Outcome] = []
+                for cmd in sub.commands:
+                    outcomes.append(admit(cmd, batch.rows, batch.touched))
+                batch.outcomes.append(outcomes)
+            for symbol in batch.touched:
+                batch.books[symbol] = self.book_view(symbol)
+        self.stats["batches"] += 1
+        self.stats["commands"] += count
+        return batch
+
+    # --- committer --------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            while not self._pending:
+                self._matched.clear()
+                await self._matched.wait()
+            batch = self._pending[0]
+            try:
+                if batch.rows.journal:
+                    with _tracer.start_as_current_span(
+                        "shard.batch.commit",
+                        links=batch.links,
+                        attributes={"batch.rows": len(batch.rows)},
+                    ):
+                        await self._commit(batch.rows)
+            except PersistenceError as exc:
+                await self._recover(exc)
+                continue
+            self._pending.popleft()
+            self._slots.release()
+            self._release(batch)
+
+    def book_view(self, symbol: str) -> BookView:
+        """The engine's current book (callers publish it only once it is committed)."""
+        book = self._engine.book(symbol)
+        depth = self._caps.book_depth
+        return BookView(
+            symbol,
+            book.last_seq,
+            book.depth(Side.BUY, depth),
+            book.depth(Side.SELL, depth),
+            book.spec.status != SymbolStatus.TRADING,
+        )
+
+    def _release(self, batch: _Batch) -> None:
+        self.committed_books.update(batch.books)
+        for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
+            if not sub.future.done():
+                sub.future.set_result(outcomes)
+        if self.after_commit:
+            done = [
+                (cmd, out)
+                for sub, outs in zip(batch.submissions, batch.outcomes, strict=True)
+                for cmd, out in zip(sub.commands, outs, strict=True)
+            ]
+            for hook in self.after_commit:
+                hook(done)
+
+    async def _recover(self, exc: PersistenceError) -> None:
+        """Fail everything uncommitted; reload, in the background, what it touched."""
+        self.stats["commit_failures"] += 1
+        self._generation += 1
+        failed = self._drain_pending()
+        fenced = exc.symbols if isinstance(exc, FencedError) else {}
+        log.error("commit failed (%s); failing %d batches", exc, len(failed))
+        self._fail_all(failed, "commit failed; outcome not applied, retry")
+        touched = set().union(*(b.touched for b in failed)) if failed else set()
+        for symbol in fenced:
+            self._engine.remove_symbol(symbol)
+            self.ownership.release(symbol)
+            self.committed_books.pop(symbol, None)
+            log.error("fenced out of symbol=%s: another shard owns it now", symbol)
+        for symbol in sorted(touched - set(fenced)):
+            self.ownership.mark_recovering(symbol)
+            if symbol not in self._reloads:
+                self._reloads[symbol] = asyncio.create_task(self._reload_symbol(symbol))
+
+    async def _reload_symbol(self, symbol: str) -> None:
+        try:
+            await self._reload(symbol)
+        finally:
+            self._reloads.pop(symbol, None)
+
+    def _drain_pending(self) -> list[_Batch]:
+        failed = list(self._pending)
+        self._pending.clear()
+        for _ in failed:
+            self._slots.release()
+        self._admission.forget([b.rows for b in failed])
+        return failed
+
+    def _fail_all(self, batches: list[_Batch], message: str) -> None:
+        for batch in batches:
+            for sub in batch.submissions:
+                _resolve_failed(sub, message)
+
+
+def _resolve_failed(sub: _Submission, message: str) -> None:
+    if not sub.future.done():
+        failure = CommandFailure(FailureKind.UNAVAILABLE, REASON_OUTCOME_UNKNOWN, message)
+        sub.future.set_result([failure] * len(sub.commands))

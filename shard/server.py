@@ -1,0 +1,188 @@
+"""The shard process: Postgres pool, symbol takeover, pipeline, gRPC server, shutdown.
+
+Start order follows DESIGN section 4: migrate, then for each owned symbol raise its epoch in
+Postgres (fence), load its book, and only then serve. Shutdown: health NOT_SERVING, stop
+accepting, let accepted batches commit, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from psycopg_pool import AsyncConnectionPool
+
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
+from persistence.errors import FencedError, PersistenceError
+from persistence.loader import list_symbols
+from persistence.migrate import migrate
+from persistence.placements import StoredPlacement, find_order, find_placements
+from persistence.writer import BatchWriter, configure_connection
+from shard.admission import Admission
+from shard.config import ShardConfig
+from shard.engine import MatchingEngine
+from shard.gateway import GatewayServicer
+from shard.idempotency import IdempotencyIndex, Key
+from shard.loading import take_symbol
+from shard.ownership import Ownership
+from shard.pipeline import Pipeline
+from shard.service import ExecuteServicer
+from shard.streams import Subscribers
+from telemetry import server_interceptors, setup_tracing
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name,
+    gateway_pb2.DESCRIPTOR.services_by_name["OrderGatewayService"].full_name,
+)
+_RELOAD_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def grpc_options(config: ShardConfig) -> list[tuple[str, int]]:
+    """Message limits and keepalive; routers use the same keepalive values."""
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+class ShardNode:
+    def __init__(self, config: ShardConfig) -> None:
+        self.config = config
+        self.engine = MatchingEngine()
+        self.ownership = Ownership()
+        self.pool = AsyncConnectionPool(
+            config.pg_dsn,
+            min_size=config.pool_min,
+            max_size=config.pool_max,
+            open=False,
+            configure=configure_connection,
+            timeout=config.pg_timeout,
+            kwargs={"connect_timeout": int(config.pg_timeout)},
+        )
+        self.subscribers = Subscribers()
+        writer = BatchWriter(self.pool, timeout=config.pg_timeout)
+        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._lookup)
+        self.pipeline = Pipeline(
+            self.engine, self.ownership, admission, writer.commit, self._reload, config.caps
+        )
+        self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        await migrate(self.config.pg_dsn, self.config.pg_timeout)
+        await self.pool.open(wait=True, timeout=self.config.pg_timeout)
+        async with self.pool.connection() as conn:
+            known = {row.symbol for row in await list_symbols(conn)}
+        self.ownership.set_known(known)
+        for symbol in self.config.symbols:
+            epoch = await take_symbol(self.pool, self.engine, symbol, self.config.shard_id)
+            self.ownership.serve(symbol, epoch)
+            self.pipeline.committed_books[symbol] = self.pipeline.book_view(symbol)
+        gc.collect()
+        gc.freeze()  # the loaded books are long-lived: keep them out of every GC pass
+        self.pipeline.start()
+        await self._start_grpc()
+
+    async def _start_grpc(self) -> None:
+        setup_tracing(f"spotmatch-shard-{self.config.shard_id}")
+        server = grpc.aio.server(
+            options=grpc_options(self.config), interceptors=server_interceptors()
+        )
+        shard_pb2_grpc.add_ShardServiceServicer_to_server(
+            ExecuteServicer(self.pipeline, self.subscribers, self.config), server
+        )
+        gateway_pb2_grpc.add_OrderGatewayServiceServicer_to_server(
+            GatewayServicer(self.pipeline, self.subscribers, self.config, self._find_order),
+            server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        await server.start()
+        self.server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "shard %s serving on port %d: %s",
+            self.config.shard_id,
+            self.port,
+            ", ".join(self.ownership.serving()) or "no symbols",
+        )
+
+    async def stop(self) -> None:
+        """Graceful: NOT_SERVING, finish and commit in-flight batches, stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.pipeline.stop(self.config.shutdown_grace)
+        if self.server is not None:
+            await self.server.stop(grace=self.config.shutdown_grace)
+        await self.pool.close()
+
+    async def _lookup(self, keys: list[Key]) -> list[StoredPlacement]:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                return await find_placements(conn, keys)
+            finally:
+                await conn.set_autocommit(False)
+
+    async def _find_order(
+        self, symbol: str, account: str, order_id: int, client_order_id: str
+    ) -> tuple[object, ...] | None:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                return await find_order(conn, symbol, account, order_id, client_order_id)
+            finally:
+                await conn.set_autocommit(False)
+
+    async def _reload(self, symbol: str) -> None:
+        """After a failed commit: reload the symbol from Postgres, retrying until it works."""
+        owned = self.ownership.get(symbol)
+        if owned is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                await take_symbol(self.pool, self.engine, symbol, self.config.shard_id, owned.epoch)
+            except FencedError:
+                self.engine.remove_symbol(symbol)
+                self.ownership.release(symbol)
+                self.pipeline.committed_books.pop(symbol, None)
+                log.error("symbol=%s lost to a newer owner during recovery", symbol)
+                return
+            except (PersistenceError, OSError, TimeoutError) as exc:
+                delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
+                log.warning("reload symbol=%s failed (%s); retrying in %.1fs", symbol, exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            self.ownership.serve(symbol, owned.epoch)
+            self.pipeline.committed_books[symbol] = self.pipeline.book_view(symbol)
+            return
+
+
+async def run(config: ShardConfig) -> None:
+    node = ShardNode(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await node.stop()

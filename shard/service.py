@@ -1,0 +1,84 @@
+"""ShardService.Execute: the router's long-lived stream of command batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from api.status import bad_request_status
+from api.validation import validate_command_count
+from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
+from shard.config import ShardConfig
+from shard.engine import MassCancel
+from shard.pipeline import Pipeline
+from shard.results import execute_commands
+from shard.streams import StreamSession, Subscribers, run_session
+
+
+def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.ExecuteResponse:
+    return shard_pb2.ExecuteResponse(batch_id=batch_id or 0, results=results)
+
+
+class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
+    def __init__(self, pipeline: Pipeline, subscribers: Subscribers, config: ShardConfig) -> None:
+        self._pipeline = pipeline
+        self._ownership = pipeline.ownership
+        self._subscribers = subscribers
+        self._config = config
+
+    async def Execute(  # type: ignore[override]
+        self,
+        request_iterator: AsyncIterator[shard_pb2.ExecuteRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        session = StreamSession(self._config.stream_inflight, self._config.stream_write_timeout)
+
+        async def read() -> None:
+            async for request in request_iterator:
+                await self._accept(request, session, context)
+
+        async def close() -> None:
+            await cancel_on_disconnect(self._pipeline, session)
+            self._subscribers.unsubscribe_all(session)
+
+        await run_session(session, context, read, close)
+
+    async def _accept(
+        self,
+        request: shard_pb2.ExecuteRequest,
+        session: StreamSession,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        violations = validate_command_count(len(request.commands))
+        if violations:
+            status = bad_request_status(violations)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        for sub in request.subscribe:
+            self._subscribers.subscribe(session, _wrap, sub.account)
+            if sub.cancel_on_disconnect:
+                session.cancel_on_disconnect.add(sub.account)
+        for account in request.unsubscribe_accounts:
+            session.cancel_on_disconnect.discard(account)
+        if request.commands:
+            await session.enqueue(self._run(request))
+
+    async def _run(self, request: shard_pb2.ExecuteRequest) -> shard_pb2.ExecuteResponse:
+        results = await execute_commands(
+            self._pipeline, self._ownership, request.commands, request.ByteSize()
+        )
+        return _wrap(results, request.batch_id)
+
+
+async def cancel_on_disconnect(pipeline: Pipeline, session: StreamSession) -> None:
+    """Cancel the open orders of accounts whose stream asked for it, on every owned symbol."""
+    if not session.cancel_on_disconnect:
+        return
+    commands = [
+        MassCancel(symbol, account)
+        for account in sorted(session.cancel_on_disconnect)
+        for symbol in pipeline.ownership.serving()
+    ]
+    if commands:
+        await pipeline.submit(commands)

@@ -1,0 +1,3 @@
+"""Suite-wide fixtures: the real local services (see tests/fixtures/services.py)."""
+
+pytest_plugins = ["tests.fixtures.services"]

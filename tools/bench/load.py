@@ -1,0 +1,151 @@
+"""A gRPC load generator: market-maker style Trade streams carrying batches of commands.
+
+Each client owns one account and a seeded flow of ~60 % passive limits near the touch,
+30 % cancels (by client order id, of its own earlier orders) and 10 % marketable orders.
+Two modes:
+- open loop: messages are due at a fixed rate; latency is measured from the time a message
+  was *due*, not sent, so a stalled server cannot hide its backlog (no coordinated omission);
+- closed loop: each client keeps ``window`` messages in flight, as fast as answers return.
+Every accepted placement is recorded, for reconciliation against the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
+
+MID = 1_000_000
+
+
+@dataclass
+class LoadResult:
+    orders: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # one per message
+    acked_order_ids: list[int] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    rpc_failures: list[str] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        self.orders += other.orders
+        self.errors += other.errors
+        self.latencies_ms += other.latencies_ms
+        self.acked_order_ids += other.acked_order_ids
+        self.rpc_failures += other.rpc_failures
+
+
+class ClientFlow:
+    """Commands for one client's account, cancels naming its own earlier client ids."""
+
+    def __init__(self, client: int, symbols: list[str], seed: int) -> None:
+        self.rng = random.Random(seed * 1_000 + client)
+        self.account = f"mm-{client}"
+        self.symbols = symbols
+        self.placed: list[tuple[str, str]] = []  # (symbol, client order id)
+        self.n = 0
+
+    def message(self, size: int) -> list[orders_pb2.OrderCommand]:
+        return [self._command() for _ in range(size)]
+
+    def _command(self) -> orders_pb2.OrderCommand:
+        r, rng = self.rng.random(), self.rng
+        self.n += 1
+        if r < 0.3 and self.placed:
+            symbol, cloid = self.placed.pop(rng.randrange(len(self.placed)))
+            return orders_pb2.OrderCommand(
+                correlation_id=self.n,
+                cancel_order=orders_pb2.CancelOrder(
+                    symbol=symbol, account=self.account, client_order_id=cloid
+                ),
+            )
+        symbol = rng.choice(self.symbols)
+        cloid = f"{self.account}-{self.n}"
+        is_buy = rng.random() < 0.5
+        if r < 0.4:  # marketable: crosses the touch
+            price = MID + 50 if is_buy else MID - 50
+            tif = 2  # IOC
+        else:
+            offset = 1 + int(rng.expovariate(1 / 20))
+            price = MID - offset if is_buy else MID + offset
+            tif = 1
+            self.placed.append((symbol, cloid))
+        order = orders_pb2.PlaceOrder(
+            symbol=symbol,
+            account=self.account,
+            side=1 if is_buy else 2,  # type: ignore[arg-type]
+            order_type=1,  # type: ignore[arg-type]
+            time_in_force=tif,  # type: ignore[arg-type]
+            price=price,
+            quantity=rng.randint(1, 10),
+            stp_mode=1,  # type: ignore[arg-type]
+            client_order_id=cloid,
+        )
+        return orders_pb2.OrderCommand(correlation_id=self.n, place_order=order)
+
+
+async def run_client(
+    target: str,
+    flow: ClientFlow,
+    batch: int,
+    messages: int,
+    rate_per_s: float | None,
+    window: int,
+    deadline_s: float,
+) -> LoadResult:
+    """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too)."""
+    result = LoadResult()
+    due_times: asyncio.Queue[tuple[float, list[orders_pb2.OrderCommand]]] = asyncio.Queue()
+    inflight = asyncio.Semaphore(window)
+    started = time.perf_counter()
+
+    async def requests() -> AsyncIterator[gateway_pb2.TradeRequest]:
+        for i in range(messages):
+            if time.perf_counter() - started > deadline_s:
+                break
+            due = started + i / rate_per_s if rate_per_s else time.perf_counter()
+            if rate_per_s:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            else:
+                await inflight.acquire()
+            cmds = flow.message(batch)
+            due_times.put_nowait((due, cmds))
+            yield gateway_pb2.TradeRequest(commands=cmds)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.OrderGatewayServiceStub(channel)
+        try:
+            async for reply in stub.Trade(requests(), timeout=deadline_s + 30):
+                if not reply.results or reply.results[0].correlation_id == 0:
+                    continue  # unsolicited maker reports
+                due, cmds = due_times.get_nowait()
+                result.latencies_ms.append((time.perf_counter() - due) * 1e3)
+                _count(result, cmds, reply.results)
+                if not rate_per_s:
+                    inflight.release()
+        except grpc.aio.AioRpcError as exc:
+            result.rpc_failures.append(f"{exc.code().name}: {exc.details()}")
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _count(result: LoadResult, cmds: list[orders_pb2.OrderCommand], results: object) -> None:
+    for cmd, res in zip(cmds, results, strict=True):  # type: ignore[call-overload]
+        result.orders += 1
+        if res.WhichOneof("result") == "error":
+            result.errors += 1
+        elif cmd.WhichOneof("command") == "place_order" and res.report.order_id:
+            result.acked_order_ids.append(res.report.order_id)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
