@@ -28,6 +28,7 @@ symbol and could not be answered by one engine report.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -77,7 +78,15 @@ def _symbol(out: list[Violation], value: str, prefix: str, name: str = "symbol")
         out.append(Violation(prefix + name, SYMBOL_RULE))
 
 
+# Postgres text cannot hold NUL, and control characters in ids only cause trouble
+# downstream: malformed in every mode.
+_CONTROL_SEARCH = re.compile(r"[\x00-\x1f\x7f]").search
+CONTROL_RULE = "must not contain control characters"
+
+
 def _account(out: list[Violation], value: str, prefix: str, *, required: bool) -> None:
+    if _CONTROL_SEARCH(value):
+        out.append(Violation(prefix + "account", CONTROL_RULE))
     if not value:
         if required:
             out.append(Violation(prefix + "account", "is required"))
@@ -85,6 +94,11 @@ def _account(out: list[Violation], value: str, prefix: str, *, required: bool) -
         out.append(
             Violation(prefix + "account", f"must be at most {limits.ACCOUNT_MAX_BYTES} bytes")
         )
+
+
+def _no_control(out: list[Violation], value: str, field: str) -> None:
+    if _CONTROL_SEARCH(value):
+        out.append(Violation(field, CONTROL_RULE))
 
 
 def _client_order_id(out: list[Violation], value: str, prefix: str) -> None:
@@ -120,6 +134,7 @@ def validate_place_order(
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=strict)
+    _no_control(out, msg.client_order_id, prefix + "client_order_id")
     if strict:
         _place_engine_rules(out, msg, prefix)
     return out
@@ -168,6 +183,7 @@ def validate_cancel_order(
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=False)
+    _no_control(out, msg.client_order_id, prefix + "client_order_id")
     if strict:
         _order_reference(out, msg, prefix)
     return out
@@ -179,6 +195,7 @@ def validate_amend_order(
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=False)
+    _no_control(out, msg.client_order_id, prefix + "client_order_id")
     if strict:
         _order_reference(out, msg, prefix)
         if msg.new_price < 0:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
 
 class PersistenceError(Exception):
     """Root of persistence errors."""
@@ -18,6 +23,18 @@ class FencedError(PersistenceError):
         self.symbols = symbols  # symbol -> (our epoch, epoch in Postgres)
         detail = ", ".join(f"{s} (ours {o}, current {c})" for s, (o, c) in sorted(symbols.items()))
         super().__init__(f"fenced: stale epoch for {detail}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn driver and network errors (psycopg, pool timeouts, sockets) into PersistenceError,
+    so callers above persistence handle one exception type."""
+    try:
+        yield
+    except PersistenceError:
+        raise
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        raise PersistenceError(f"{what}: {exc}") from exc
 
 
 class UnknownSymbolError(PersistenceError):

@@ -43,7 +43,7 @@ async def _resting_orders(conn: psycopg.AsyncConnection, symbol: str) -> list[Re
     )
     async with conn.cursor() as cur, cur.copy(query.encode(), (symbol,)) as copy:
         copy.set_types(
-            ["int8", "text", "text", "int2", "int8", "int8", "int8", "int8", "int8", "int2", "bool"]
+            ["int8", "text", "text", "int4", "int8", "int8", "int8", "int8", "int8", "int4", "bool"]
         )
         async for row in copy.rows():
             rows.append(RestingOrderRow(*row))

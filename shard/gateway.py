@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -113,7 +114,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 if request.HasField("options"):
                     self._apply_options(request.options, session)
                 if request.commands:
-                    await session.enqueue(self._run(request))
+                    await session.enqueue(functools.partial(self._run, request))
 
         async def close() -> None:
             await cancel_on_disconnect(self._pipeline, session)

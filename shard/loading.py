@@ -7,6 +7,7 @@ import time
 
 from psycopg_pool import AsyncConnectionPool
 
+from persistence.errors import translated
 from persistence.fencing import claim_epoch, claim_next_epoch
 from persistence.loader import load_symbol
 from persistence.rows import SymbolSnapshot
@@ -27,6 +28,23 @@ async def take_symbol(
     Returns the epoch. Raises persistence.errors.FencedError if a newer owner exists.
     """
     started = time.perf_counter()
+    with translated(f"taking {symbol}"):
+        snapshot = await _claim_and_load(pool, symbol, shard_id, epoch)
+    install(engine, snapshot)
+    log.info(
+        "took symbol=%s epoch=%d seq=%d resting=%d in %.3fs",
+        symbol,
+        snapshot.epoch,
+        snapshot.last_seq,
+        len(snapshot.resting),
+        time.perf_counter() - started,
+    )
+    return snapshot.epoch
+
+
+async def _claim_and_load(
+    pool: AsyncConnectionPool, symbol: str, shard_id: str, epoch: int | None
+) -> SymbolSnapshot:
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         if epoch is None:
@@ -35,16 +53,7 @@ async def take_symbol(
             await claim_epoch(conn, symbol, epoch, shard_id)
         snapshot = await load_symbol(conn, symbol, epoch)
         await conn.set_autocommit(False)
-    install(engine, snapshot)
-    log.info(
-        "took symbol=%s epoch=%d seq=%d resting=%d in %.3fs",
-        symbol,
-        epoch,
-        snapshot.last_seq,
-        len(snapshot.resting),
-        time.perf_counter() - started,
-    )
-    return epoch
+    return snapshot
 
 
 def install(engine: MatchingEngine, snapshot: SymbolSnapshot) -> None:

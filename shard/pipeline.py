@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -38,7 +38,7 @@ _tracer = trace.get_tracer(__name__)
 Outcome = Report | Replay | CommandFailure
 Commit = Callable[[BatchRows], Awaitable[None]]
 Reload = Callable[[str], Awaitable[None]]
-AfterCommit = Callable[[list[tuple[Command, Outcome]]], None]
+AfterCommit = Callable[[Iterator[tuple[Command, Outcome]]], None]
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class Pipeline:
             subs = self._take_inbox()
             try:
                 await self._admission.prefetch(c for s in subs for c in s.commands)
-            except PersistenceError as exc:
+            except Exception as exc:  # the matcher must outlive any lookup failure
                 log.warning("client order id lookup failed: %s", exc)
                 self._refuse(subs, "database unavailable; retry")
                 continue
@@ -265,14 +265,8 @@ class Pipeline:
         for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
             if not sub.future.done():
                 sub.future.set_result(outcomes)
-        if self.after_commit:
-            done = [
-                (cmd, out)
-                for sub, outs in zip(batch.submissions, batch.outcomes, strict=True)
-                for cmd, out in zip(sub.commands, outs, strict=True)
-            ]
-            for hook in self.after_commit:
-                hook(done)
+        for hook in self.after_commit:
+            hook(_committed(batch))  # a generator: a hook with nothing to do pays nothing
 
     async def _recover(self, exc: PersistenceError) -> None:
         """Fail everything uncommitted; reload, in the background, what it touched."""
@@ -311,6 +305,11 @@ class Pipeline:
         for batch in batches:
             for sub in batch.submissions:
                 _resolve_failed(sub, message)
+
+
+def _committed(batch: _Batch) -> Iterator[tuple[Command, Outcome]]:
+    for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
+        yield from zip(sub.commands, outcomes, strict=True)
 
 
 def _resolve_failed(sub: _Submission, message: str) -> None:

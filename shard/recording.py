@@ -18,9 +18,13 @@ from shard.engine import (
     SetSymbolStatus,
 )
 
+# Rows are built with tuple.__new__: NamedTuple's generated __new__ is a Python call per
+# row, measurable at tens of thousands of rows per second (py-spy, docs/benchmarks.md).
+_new = tuple.__new__
 KIND_PLACE, KIND_CANCEL, KIND_AMEND, KIND_MASS_CANCEL, KIND_SET_STATUS = 1, 2, 3, 4, 5
 _FILLED, _PARTIAL = int(OrderStatus.FILLED), int(OrderStatus.PARTIALLY_FILLED)
 _CANCELED, _EXPIRED = int(OrderStatus.CANCELED), int(OrderStatus.EXPIRED)
+_REJECTED = OrderStatus.REJECTED
 
 
 def record(cmd: Command, report: Report, epoch: int, rows: BatchRows) -> None:
@@ -35,32 +39,35 @@ def record(cmd: Command, report: Report, epoch: int, rows: BatchRows) -> None:
             _new_order(cmd, report, rows)
     elif type(cmd) is MassCancel:
         for order_id in report.expired:
-            _update(rows, OrderUpdate(order_id, _CANCELED, None, None, None, 0, 0, seq))
+            _update(rows, _new(OrderUpdate, (order_id, _CANCELED, None, None, None, 0, 0, seq)))
         return
-    elif report.order_id and report.reject_code == 0:
+    elif report.order_id and report.status != _REJECTED:  # expired by STP is not a reject
         _own_change(report, rows)
     _makers(report, rows)
 
 
 def _new_order(cmd: PlaceOrder, report: Report, rows: BatchRows) -> None:
-    rows.orders[report.order_id] = OrderRow(
-        report.order_id,
-        cmd.symbol,
-        cmd.account,
-        cmd.client_order_id or None,
-        int(cmd.side),
-        int(cmd.order_type),
-        int(cmd.time_in_force),
-        cmd.post_only,
-        int(cmd.stp),
-        cmd.price,
-        cmd.quantity,
-        report.cum_qty,
-        report.leaves_qty,
-        int(report.status),
-        report.priority,
-        report.seq,
-        report.seq,
+    rows.orders[report.order_id] = _new(
+        OrderRow,
+        (
+            report.order_id,
+            cmd.symbol,
+            cmd.account,
+            cmd.client_order_id or None,
+            int(cmd.side),
+            int(cmd.order_type),
+            int(cmd.time_in_force),
+            cmd.post_only,
+            int(cmd.stp),
+            cmd.price,
+            cmd.quantity,
+            report.cum_qty,
+            report.leaves_qty,
+            int(report.status),
+            report.priority,
+            report.seq,
+            report.seq,
+        ),
     )
 
 
@@ -72,15 +79,18 @@ def _own_change(report: Report, rows: BatchRows) -> None:
         open_total = None
     _update(
         rows,
-        OrderUpdate(
-            report.order_id,
-            status,
-            report.price,
-            open_total,
-            report.cum_qty,
-            report.leaves_qty,
-            report.priority,
-            report.seq,
+        _new(
+            OrderUpdate,
+            (
+                report.order_id,
+                status,
+                report.price,
+                open_total,
+                report.cum_qty,
+                report.leaves_qty,
+                report.priority,
+                report.seq,
+            ),
         ),
     )
 
@@ -89,35 +99,41 @@ def _makers(report: Report, rows: BatchRows) -> None:
     seq = report.seq
     for index, fill in enumerate(report.fills):
         rows.fills.append(
-            FillRow(
-                report.symbol,
-                seq,
-                index,
-                fill.maker_order_id,
-                fill.taker_order_id,
-                fill.maker_account,
-                report.account,
-                fill.price,
-                fill.quantity,
+            _new(
+                FillRow,
+                (
+                    report.symbol,
+                    seq,
+                    index,
+                    fill.maker_order_id,
+                    fill.taker_order_id,
+                    fill.maker_account,
+                    report.account,
+                    fill.price,
+                    fill.quantity,
+                ),
             )
         )
         status = _PARTIAL if fill.maker_leaves else _FILLED
         total = fill.maker_cum + fill.maker_leaves
         _update(
             rows,
-            OrderUpdate(
-                fill.maker_order_id,
-                status,
-                None,
-                total,
-                fill.maker_cum,
-                fill.maker_leaves,
-                None,
-                seq,
+            _new(
+                OrderUpdate,
+                (
+                    fill.maker_order_id,
+                    status,
+                    None,
+                    total,
+                    fill.maker_cum,
+                    fill.maker_leaves,
+                    None,
+                    seq,
+                ),
             ),
         )
     for order_id in report.expired:  # makers removed by self-trade prevention
-        _update(rows, OrderUpdate(order_id, _EXPIRED, None, None, None, 0, 0, seq))
+        _update(rows, _new(OrderUpdate, (order_id, _EXPIRED, None, None, None, 0, 0, seq)))
 
 
 def _update(rows: BatchRows, change: OrderUpdate) -> None:
@@ -145,93 +161,108 @@ def journal_row(cmd: Command, report: Report, epoch: int) -> JournalRow:
     r = report
     result = (int(r.status), int(r.reject_code), r.cum_qty, r.leaves_qty, epoch)
     if type(cmd) is PlaceOrder:
-        return JournalRow(
-            cmd.symbol,
-            r.seq,
-            KIND_PLACE,
-            cmd.account,
-            cmd.client_order_id,
-            r.order_id,
-            int(cmd.side),
-            int(cmd.order_type),
-            int(cmd.time_in_force),
-            cmd.post_only,
-            int(cmd.stp),
-            cmd.price,
-            cmd.quantity,
-            0,
-            *result,
+        return _new(
+            JournalRow,
+            (
+                cmd.symbol,
+                r.seq,
+                KIND_PLACE,
+                cmd.account,
+                cmd.client_order_id,
+                r.order_id,
+                int(cmd.side),
+                int(cmd.order_type),
+                int(cmd.time_in_force),
+                cmd.post_only,
+                int(cmd.stp),
+                cmd.price,
+                cmd.quantity,
+                0,
+                *result,
+            ),
         )
     if type(cmd) is CancelOrder:
-        return JournalRow(
-            cmd.symbol,
-            r.seq,
-            KIND_CANCEL,
-            cmd.account,
-            cmd.client_order_id,
-            cmd.order_id,
-            0,
-            0,
-            0,
-            False,
-            0,
-            0,
-            0,
-            0,
-            *result,
+        return _new(
+            JournalRow,
+            (
+                cmd.symbol,
+                r.seq,
+                KIND_CANCEL,
+                cmd.account,
+                cmd.client_order_id,
+                cmd.order_id,
+                0,
+                0,
+                0,
+                False,
+                0,
+                0,
+                0,
+                0,
+                *result,
+            ),
         )
     if type(cmd) is AmendOrder:
-        return JournalRow(
-            cmd.symbol,
-            r.seq,
-            KIND_AMEND,
-            cmd.account,
-            cmd.client_order_id,
-            cmd.order_id,
-            0,
-            0,
-            0,
-            False,
-            0,
-            cmd.new_price,
-            cmd.new_quantity,
-            0,
-            *result,
+        return _new(
+            JournalRow,
+            (
+                cmd.symbol,
+                r.seq,
+                KIND_AMEND,
+                cmd.account,
+                cmd.client_order_id,
+                cmd.order_id,
+                0,
+                0,
+                0,
+                False,
+                0,
+                cmd.new_price,
+                cmd.new_quantity,
+                0,
+                *result,
+            ),
         )
     if type(cmd) is MassCancel:
         side = 0 if cmd.side is None else int(cmd.side)
-        return JournalRow(
+        return _new(
+            JournalRow,
+            (
+                cmd.symbol,
+                r.seq,
+                KIND_MASS_CANCEL,
+                cmd.account,
+                "",
+                0,
+                side,
+                0,
+                0,
+                False,
+                0,
+                0,
+                0,
+                0,
+                *result,
+            ),
+        )
+    assert type(cmd) is SetSymbolStatus
+    return _new(
+        JournalRow,
+        (
             cmd.symbol,
             r.seq,
-            KIND_MASS_CANCEL,
-            cmd.account,
+            KIND_SET_STATUS,
+            "",
             "",
             0,
-            side,
+            0,
             0,
             0,
             False,
             0,
             0,
             0,
-            0,
+            int(cmd.status),
             *result,
-        )
-    assert type(cmd) is SetSymbolStatus
-    return JournalRow(
-        cmd.symbol,
-        r.seq,
-        KIND_SET_STATUS,
-        "",
-        "",
-        0,
-        0,
-        0,
-        0,
-        False,
-        0,
-        0,
-        0,
-        int(cmd.status),
-        *result,
+        ),
     )

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
-from persistence.errors import FencedError, PersistenceError
+from persistence.errors import FencedError, PersistenceError, translated
 from persistence.loader import list_symbols
 from persistence.migrate import migrate
 from persistence.placements import StoredPlacement, find_order, find_placements
@@ -133,6 +133,10 @@ class ShardNode:
         await self.pool.close()
 
     async def _lookup(self, keys: list[Key]) -> list[StoredPlacement]:
+        with translated("client order id lookup"):
+            return await self._lookup_placements(keys)
+
+    async def _lookup_placements(self, keys: list[Key]) -> list[StoredPlacement]:
         async with self.pool.connection() as conn:
             await conn.set_autocommit(True)
             try:
@@ -141,6 +145,12 @@ class ShardNode:
                 await conn.set_autocommit(False)
 
     async def _find_order(
+        self, symbol: str, account: str, order_id: int, client_order_id: str
+    ) -> tuple[object, ...] | None:
+        with translated("order lookup"):
+            return await self._read_order(symbol, account, order_id, client_order_id)
+
+    async def _read_order(
         self, symbol: str, account: str, order_id: int, client_order_id: str
     ) -> tuple[object, ...] | None:
         async with self.pool.connection() as conn:
@@ -165,7 +175,7 @@ class ShardNode:
                 self.pipeline.committed_books.pop(symbol, None)
                 log.error("symbol=%s lost to a newer owner during recovery", symbol)
                 return
-            except (PersistenceError, OSError, TimeoutError) as exc:
+            except PersistenceError as exc:
                 delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
                 log.warning("reload symbol=%s failed (%s); retrying in %.1fs", symbol, exc, delay)
                 attempt += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -62,7 +63,7 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         for account in request.unsubscribe_accounts:
             session.cancel_on_disconnect.discard(account)
         if request.commands:
-            await session.enqueue(self._run(request))
+            await session.enqueue(functools.partial(self._run, request))
 
     async def _run(self, request: shard_pb2.ExecuteRequest) -> shard_pb2.ExecuteResponse:
         results = await execute_commands(

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import grpc
@@ -37,20 +37,23 @@ class StreamSession:
         self._slots = asyncio.Semaphore(inflight)
         self._out: asyncio.Queue[asyncio.Future[Any] | Any] = asyncio.Queue()
         self._write_timeout = write_timeout
-        self._overflow = False
+        self.closed = False  # set when the stream is being cut off: deliver() drops
+        self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
         self.accounts: set[str] = set()
         self.cancel_on_disconnect: set[str] = set()
 
-    async def enqueue(self, work: Awaitable[Any]) -> None:
-        """Start processing one request; blocks while ``inflight`` are unanswered."""
+    async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start one request's work once a slot is free (at most ``inflight`` unanswered)."""
         await self._slots.acquire()
-        self._out.put_nowait(asyncio.ensure_future(work))
+        self._out.put_nowait(asyncio.ensure_future(work()))
 
     def deliver(self, message: Any) -> None:
         """An unsolicited message (maker report); never blocks the committer."""
+        if self.closed:
+            return
         if self._out.qsize() >= UNSOLICITED_CAP:
-            self._overflow = True
-            self._out.put_nowait(None)  # wake the writer so it can cut the stream off
+            self.closed = True
+            self._out.put_nowait(_OVERFLOW)  # wakes the writer, which ends the stream
             return
         self._out.put_nowait(message)
 
@@ -58,27 +61,41 @@ class StreamSession:
         self._out.put_nowait(_END)
 
     async def write_all(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Write responses in order until finish(); abort on a slow or overflowing reader."""
+        """Write responses in order until finish(); end the call on a slow reader.
+
+        A reader too slow is cut off: the session closes and its queue is dropped at once,
+        and the call ends with RESOURCE_EXHAUSTED, which the peer sees once it drains.
+        """
         while True:
             item = await self._out.get()
-            if self._overflow:
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    "stream reader too slow: unsolicited reports overflowed",
-                )
             if item is _END:
+                return
+            if item is _OVERFLOW:
+                self._cut_off(context, "unsolicited reports overflowed")
                 return
             if isinstance(item, asyncio.Future):
                 message = await item
                 self._slots.release()
             else:
                 message = item
-            try:
-                await asyncio.wait_for(context.write(message), self._write_timeout)
-            except TimeoutError:
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, "stream reader too slow: write timed out"
-                )
+            write = asyncio.ensure_future(context.write(message))
+            done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
+            if not done:
+                # Release everything now, but let gRPC finish the stalled write (it ends when
+                # the peer drains or the call's deadline passes): only then can the status go.
+                self._cut_off(context, "write timed out")
+                with contextlib.suppress(Exception):
+                    await write
+                return
+
+    def _cut_off(self, context: grpc.aio.ServicerContext[Any, Any], why: str) -> None:
+        self.closed = True
+        self.cancel_pending()
+        if self.on_cut_off is not None:
+            self.on_cut_off()
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(f"stream reader too slow: {why}")
+        log.warning("cut off a slow stream reader: %s", why)
 
     def cancel_pending(self) -> None:
         while not self._out.empty():
@@ -88,6 +105,7 @@ class StreamSession:
 
 
 _END = object()
+_OVERFLOW = object()
 
 
 class Subscribers:
@@ -109,7 +127,7 @@ class Subscribers:
                     del self._by_account[account]
         session.accounts.clear()
 
-    def publish_maker_reports(self, done: list[tuple[Command, Any]]) -> None:
+    def publish_maker_reports(self, done: Iterator[tuple[Command, Any]]) -> None:
         """Pipeline after-commit hook: route maker-side reports to subscribed streams."""
         if not self._by_account:
             return
@@ -146,14 +164,40 @@ async def run_session(
     read: Callable[[], Coroutine[Any, Any, None]],
     on_close: Callable[[], Awaitable[None]],
 ) -> None:
-    """Read requests in one task, write answers in this one; clean up however it ends."""
+    """Read requests in one task, write answers in this one; clean up however it ends.
+
+    A reader that fails (unparseable message, abort) ends the stream with an error status,
+    never with OK.
+    """
+    close_task: asyncio.Task[None] | None = None
+
+    def close_once() -> asyncio.Task[None]:
+        nonlocal close_task
+        if close_task is None:
+            close_task = asyncio.ensure_future(on_close())
+        return close_task
+
+    session.on_cut_off = close_once  # a cut-off stream is cleaned up at once
     reader = asyncio.create_task(read())
     reader.add_done_callback(lambda _: session.finish())
     try:
         await session.write_all(context)
     finally:
+        session.closed = True
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
         session.cancel_pending()
-        await on_close()
+        await close_once()
+    if reader.done() and not reader.cancelled() and reader.exception() is not None:
+        await _end_with_reader_error(context, reader.exception())
+
+
+async def _end_with_reader_error(
+    context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None
+) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        return  # the reader already set the status (e.g. INVALID_ARGUMENT)
+    log.warning("stream ended by a reader error: %s", type(exc).__name__)
+    context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+    context.set_details("malformed stream message")

@@ -39,6 +39,33 @@ def register(commands: Any) -> None:
     engine.add_argument("--seed", type=int, default=1, help="flow seed (default: 1)")
     _add_output_flags(engine)
     engine.set_defaults(handler=_run_engine)
+    _register_shard(targets)
+
+
+def _register_shard(targets: Any) -> None:
+    shard = targets.add_parser(
+        "shard",
+        help="a shard process with a real Postgres, driven over gRPC Trade streams",
+        description="Start a private Postgres and a shard process on loopback, then drive "
+        "the shard with batched Trade streams from several clients: a max-throughput run, "
+        "an open-loop run at --rate (latency from each message's due time), the same flow "
+        "through the engine alone, and a timed recovery of 100,000 resting orders. "
+        "Reconciles every acknowledged order against Postgres.",
+    )
+    shard.add_argument(
+        "--clients", type=int, default=4, help="concurrent Trade streams (default 4)"
+    )
+    shard.add_argument("--batch", type=int, default=100, help="orders per message (default 100)")
+    shard.add_argument(
+        "--window", type=int, default=4, help="messages in flight per stream (default 4)"
+    )
+    shard.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    shard.add_argument(
+        "--rate", type=float, help="open-loop orders/s (default: half the measured max)"
+    )
+    shard.add_argument("--seed", type=int, default=1, help="flow seed (default 1)")
+    _add_output_flags(shard)
+    shard.set_defaults(handler=_run_shard)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,3 +96,23 @@ def _run_engine(args: argparse.Namespace) -> int:
     result, lines = bench_engine(args.depths, args.ops, args.runs, args.seed, Progress(args.quiet))
     write_result(result, args.out, args.json, lines)
     return 0
+
+
+def _run_shard(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tools.bench.shard_bench import ShardBenchParams, bench_shard
+
+    if min(args.clients, args.batch, args.window) < 1 or args.duration <= 0:
+        raise SystemExit("spotmatch bench shard: counts and --duration must be positive")
+    params = ShardBenchParams(
+        clients=args.clients,
+        batch=args.batch,
+        window=args.window,
+        duration_s=args.duration,
+        rate=args.rate,
+        seed=args.seed,
+    )
+    result, lines = asyncio.run(bench_shard(params, Progress(args.quiet)))
+    write_result(result, args.out, args.json, lines)
+    return 0 if result["missing_acked_orders"] == 0 else 1

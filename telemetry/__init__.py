@@ -15,7 +15,11 @@ import os
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    filters,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -56,8 +60,16 @@ def _add_otlp_exporter(provider: TracerProvider) -> None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 
 
+# The OpenTelemetry aio interceptor assumes bidi handlers are async generators; ours write
+# through their context (bounded, ordered, with a write timeout), so long-lived streams are
+# traced per batch by the pipeline's spans instead of per call here.
+_UNTRACED_STREAMS = filters.negate(
+    filters.any_of(filters.method_name("Execute"), filters.method_name("Trade"))
+)
+
+
 def server_interceptors() -> list[Any]:
-    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+    return [aio_server_interceptor(filter_=_UNTRACED_STREAMS)]  # type: ignore[no-untyped-call]
 
 
 def client_interceptors() -> list[Any]:

@@ -1,3 +1,5 @@
+-- Enum columns are integer, not smallint: proto enums are int32 and unknown values reach
+-- the engine (which rejects them as data), so the journal must be able to record them.
 -- Reference data of tradable symbols. symbol_id is part of every order id.
 CREATE TABLE symbols (
     symbol        text PRIMARY KEY,
@@ -24,11 +26,11 @@ CREATE TABLE orders (
     symbol           text NOT NULL,
     account          text NOT NULL,
     client_order_id  text,                               -- NULL when the client gave none
-    side             smallint NOT NULL,
-    order_type       smallint NOT NULL,
-    time_in_force    smallint NOT NULL,
+    side             integer NOT NULL,
+    order_type       integer NOT NULL,
+    time_in_force    integer NOT NULL,
     post_only        boolean NOT NULL,
-    stp              smallint NOT NULL,
+    stp              integer NOT NULL,
     price            bigint NOT NULL,
     quantity         bigint NOT NULL,                    -- total: cum_qty + leaves_qty while open
     cum_qty          bigint NOT NULL,
@@ -66,14 +68,14 @@ CREATE TABLE journal (
     account          text NOT NULL,
     client_order_id  text NOT NULL,
     order_id         bigint NOT NULL,       -- place: assigned id (0 if rejected); else the command's
-    side             smallint NOT NULL,     -- mass cancel: 0 = both sides
-    order_type       smallint NOT NULL,
-    time_in_force    smallint NOT NULL,
+    side             integer NOT NULL,      -- mass cancel: 0 = both sides
+    order_type       integer NOT NULL,
+    time_in_force    integer NOT NULL,
     post_only        boolean NOT NULL,
-    stp              smallint NOT NULL,
+    stp              integer NOT NULL,
     price            bigint NOT NULL,       -- amend: new price (0 = unchanged)
     quantity         bigint NOT NULL,       -- amend: new total quantity (0 = unchanged)
-    symbol_status    smallint NOT NULL,     -- set status: the new status
+    symbol_status    integer NOT NULL,      -- set status: the new status
     status           smallint NOT NULL,     -- result
     reject_code      smallint NOT NULL,
     cum_qty          bigint NOT NULL,

@@ -11,6 +11,7 @@ import pytest
 
 from matching.v1 import gateway_pb2, orders_pb2
 from persistence import failpoints
+from shard.server import ShardNode
 from tests.checkers import check_durable_record
 from tests.shard.support import config, gateway, place, prepare_db, running_node, wire_flow
 
@@ -150,3 +151,27 @@ async def test_a_fenced_shard_commits_nothing_and_drops_the_symbol(db: str) -> N
         ).fetchall()
     assert rows == [("a", 1)]
     check_durable_record(db)
+
+
+async def test_graceful_shutdown_commits_what_it_accepted(db: str) -> None:
+    node = ShardNode(config(db))
+    await node.start()
+    channel, stub = gateway(node.port)
+    pbs = wire_flow(5, 2000)
+    chunks = [pbs[i : i + 50] for i in range(0, len(pbs), 50)]
+    async with channel:
+        calls = [asyncio.ensure_future(submit(stub, chunk)) for chunk in chunks]
+        await asyncio.sleep(0.05)  # let some batches be in flight when shutdown begins
+        await node.stop()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    acked = [
+        result.report.order_id
+        for chunk, outcome in zip(chunks, outcomes, strict=True)
+        if not isinstance(outcome, BaseException)
+        for cmd, result in zip(chunk, outcome, strict=True)
+        if cmd.WhichOneof("command") == "place_order" and result.report.order_id
+    ]
+    assert acked, "no call completed before shutdown"
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(o, grpc.aio.AioRpcError) for o in failed), failed[:1]
+    check_durable_record(db, acked)

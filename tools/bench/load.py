@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
 
-from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, types_pb2
 
 MID = 1_000_000
 
@@ -32,6 +33,7 @@ class LoadResult:
     acked_order_ids: list[int] = field(default_factory=list)
     elapsed_s: float = 0.0
     rpc_failures: list[str] = field(default_factory=list)
+    error_reasons: Counter[str] = field(default_factory=Counter)
 
     def merge(self, other: LoadResult) -> None:
         self.orders += other.orders
@@ -39,14 +41,16 @@ class LoadResult:
         self.latencies_ms += other.latencies_ms
         self.acked_order_ids += other.acked_order_ids
         self.rpc_failures += other.rpc_failures
+        self.error_reasons += other.error_reasons
 
 
 class ClientFlow:
     """Commands for one client's account, cancels naming its own earlier client ids."""
 
-    def __init__(self, client: int, symbols: list[str], seed: int) -> None:
+    def __init__(self, client: int, symbols: list[str], seed: int, run: str = "") -> None:
         self.rng = random.Random(seed * 1_000 + client)
-        self.account = f"mm-{client}"
+        # Client order ids are unique per account forever: each run trades its own accounts.
+        self.account = f"mm-{run or seed}-{client}"
         self.symbols = symbols
         self.placed: list[tuple[str, str]] = []  # (symbol, client order id)
         self.n = 0
@@ -140,6 +144,7 @@ def _count(result: LoadResult, cmds: list[orders_pb2.OrderCommand], results: obj
         result.orders += 1
         if res.WhichOneof("result") == "error":
             result.errors += 1
+            result.error_reasons[types_pb2.RejectCode.Name(res.error.reason)] += 1
         elif cmd.WhichOneof("command") == "place_order" and res.report.order_id:
             result.acked_order_ids.append(res.report.order_id)
 

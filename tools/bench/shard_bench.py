@@ -62,6 +62,7 @@ def _summary(result: LoadResult) -> dict[str, Any]:
         "p99_ms": round(percentile(lat, 0.99), 2),
         "p999_ms": round(percentile(lat, 0.999), 2),
         "errors": result.errors + len(result.rpc_failures),
+        "error_reasons": dict(result.error_reasons),
     }
 
 
@@ -130,6 +131,7 @@ async def _run_phases(
         "target": "shard",
         **{k: peak_summary[k] for k in ("orders_per_sec", "p50_ms", "p99_ms", "errors")},
         "p999_ms": peak_summary["p999_ms"],
+        "error_reasons": peak_summary["error_reasons"],
         "engine_orders_per_sec": round(engine_orders_per_sec(p.seed)),
         "rows_committed_per_sec": round(rows_per_sec),
         "open_loop": {"rate": round(rate), **_summary(steady)},
