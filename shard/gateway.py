@@ -84,7 +84,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     async def _execute_one(
         self, command: orders_pb2.OrderCommand, context: Context
     ) -> orders_pb2.CommandResult:
-        (result,) = await execute_commands(self._pipeline, self._pipeline.ownership, [command])
+        (result,) = await execute_commands(self._pipeline, [command])
         if result.WhichOneof("result") == "error":
             status = command_error_status(result.error)
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -96,9 +96,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.SubmitBatchRequest, context: Context
     ) -> gateway_pb2.SubmitBatchResponse:
         await _abort_if(validate_submit_batch_request(request), context)
-        results = await execute_commands(
-            self._pipeline, self._pipeline.ownership, request.commands, request.ByteSize()
-        )
+        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
         return gateway_pb2.SubmitBatchResponse(results=results)
 
     async def Trade(  # type: ignore[override]
@@ -131,9 +129,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 session.cancel_on_disconnect.add(account)
 
     async def _run(self, request: gateway_pb2.TradeRequest) -> gateway_pb2.TradeResponse:
-        results = await execute_commands(
-            self._pipeline, self._pipeline.ownership, request.commands, request.ByteSize()
-        )
+        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
         return _trade_wrap(results, None)
 
     # --- reads ------------------------------------------------------------------------

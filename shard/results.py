@@ -27,7 +27,6 @@ _Slot = tuple[int, int, bool]  # first index in the domain list, how many, is a 
 
 async def execute_commands(
     pipeline: Pipeline,
-    ownership: Ownership,
     commands: Sequence[PbCommand],
     nbytes: int = 0,
 ) -> list[orders_pb2.CommandResult]:
@@ -42,7 +41,7 @@ async def execute_commands(
             results[i] = orders_pb2.CommandResult(correlation_id=pb.correlation_id, error=error)
             slots.append(None)
             continue
-        expanded = _expand(command_from_pb(pb), ownership)
+        expanded = _expand(command_from_pb(pb), pipeline.ownership)
         slots.append((len(domain), len(expanded), pb.WhichOneof("command") == "mass_cancel"))
         domain.extend(expanded)
     outcomes = await _submit(pipeline, domain, nbytes)

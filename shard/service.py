@@ -25,7 +25,6 @@ def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.E
 class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
     def __init__(self, pipeline: Pipeline, subscribers: Subscribers, config: ShardConfig) -> None:
         self._pipeline = pipeline
-        self._ownership = pipeline.ownership
         self._subscribers = subscribers
         self._config = config
 
@@ -66,9 +65,7 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
             await session.enqueue(functools.partial(self._run, request))
 
     async def _run(self, request: shard_pb2.ExecuteRequest) -> shard_pb2.ExecuteResponse:
-        results = await execute_commands(
-            self._pipeline, self._ownership, request.commands, request.ByteSize()
-        )
+        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
         return _wrap(results, request.batch_id)
 
 

@@ -1,11 +1,15 @@
-"""`spotmatch demo`: a short guided session through the matching engine.
+"""`spotmatch demo`: what `make run` shows a newcomer.
 
-Shows price-time priority, maker-price trades, an IOC remainder expiring, self-trade
-prevention and the L2 book, then a quick engine benchmark. Later issues replace this
-with the full local cluster (router, shards, Postgres, etcd, Redis).
+Part 1: a scripted session through the matching engine (price-time priority, maker-price
+trades, an IOC remainder expiring, self-trade prevention, post-only, the L2 book).
+Part 2: a real shard process on a private Postgres on loopback, driven over gRPC for a few
+seconds; every acknowledged order is then checked in Postgres. Later issues replace part 2
+with the full local cluster (routers, shards, etcd, Redis).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from shard.engine import (
     Command,
@@ -21,6 +25,7 @@ from shard.engine import (
 
 from .bench.engine_bench import bench_engine
 from .bench.output import Progress
+from .bench.shard_bench import ShardBenchParams, bench_shard
 
 SYMBOL = "BTC-USD"
 
@@ -70,4 +75,9 @@ def run_demo() -> int:
     print("\nquick engine benchmark (depth 10,000; full run: spotmatch bench engine):")
     _, lines = bench_engine((10_000,), 50_000, 1, 1, Progress())
     print("\n".join(lines))
-    return 0
+    print("\ndurable shard: private Postgres + shard process on loopback, 4 gRPC Trade streams")
+    print("(3 s per run; full run: spotmatch bench shard)")
+    params = ShardBenchParams(duration_s=3.0, recovery_orders=20_000)
+    result, lines = asyncio.run(bench_shard(params, Progress()))
+    print("\n".join(lines))
+    return 0 if result["missing_acked_orders"] == 0 else 1

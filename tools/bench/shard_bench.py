@@ -101,7 +101,7 @@ async def bench_shard(p: ShardBenchParams, progress: Progress) -> tuple[dict[str
                 result = await _run_phases(shard.target, dsn, p, progress)
             finally:
                 shard.stop()
-            progress.update("measuring recovery of 100,000 resting orders")
+            progress.update(f"measuring recovery of {p.recovery_orders:,} resting orders")
             result["recovery_s"] = round(await recovery_seconds(dsn, p.recovery_orders), 3)
             result["recovery_orders"] = p.recovery_orders
         finally:
@@ -156,7 +156,8 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f"  p99 {o['p99_ms']} ms  p99.9 {o['p999_ms']} ms  errors {o['errors']}",
         f"engine only, same flow: {r['engine_orders_per_sec']:,} orders/s;"
         f" rows committed: {r['rows_committed_per_sec']:,}/s",
-        f"recovery: {r['recovery_orders']:,} resting orders loaded in {r['recovery_s']} s",
+        f"recovery: {r['recovery_orders']:,} resting orders claimed and loaded"
+        f" in {r['recovery_s']} s",
         f"reconciliation: {r['acked_orders']:,} acknowledged orders,"
         f" {r['missing_acked_orders']} missing from Postgres",
     ]
