@@ -178,8 +178,9 @@ def _order_reference(
 
 
 def validate_cancel_order(
-    msg: orders_pb2.CancelOrder, prefix: str = "", *, strict: bool = False
+    msg: orders_pb2.CancelOrder | orders_pb2.AmendOrder, prefix: str = "", *, strict: bool = False
 ) -> list[Violation]:
+    """Also the part of an amend that names the order (see validate_amend_order)."""
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=False)
@@ -192,12 +193,8 @@ def validate_cancel_order(
 def validate_amend_order(
     msg: orders_pb2.AmendOrder, prefix: str = "", *, strict: bool = False
 ) -> list[Violation]:
-    out: list[Violation] = []
-    _symbol(out, msg.symbol, prefix)
-    _account(out, msg.account, prefix, required=False)
-    _no_control(out, msg.client_order_id, prefix + "client_order_id")
+    out = validate_cancel_order(msg, prefix, strict=strict)
     if strict:
-        _order_reference(out, msg, prefix)
         if msg.new_price < 0:
             out.append(Violation(prefix + "new_price", "must not be negative (0 = unchanged)"))
         if msg.new_quantity < 0:

@@ -50,9 +50,3 @@ async def current_epoch(conn: psycopg.AsyncConnection, symbol: str) -> int:
     cur = await conn.execute("SELECT epoch FROM symbol_owner WHERE symbol = %s", (symbol,))
     row = await cur.fetchone()
     return -1 if row is None else int(row[0])
-
-
-async def current_owner(conn: psycopg.AsyncConnection, symbol: str) -> str | None:
-    cur = await conn.execute("SELECT shard_id FROM symbol_owner WHERE symbol = %s", (symbol,))
-    row = await cur.fetchone()
-    return None if row is None else str(row[0])

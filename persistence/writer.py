@@ -48,11 +48,15 @@ _APPLY_UPDATES = (
 
 
 async def configure_connection(conn: psycopg.AsyncConnection) -> None:
-    """Pool hook: durable commits and the per-connection staging table."""
+    """Pool hook: durable commits and the per-connection staging table.
+
+    Pooled connections stay in autocommit: work that must be atomic (a batch, a recovery
+    snapshot) opens an explicit ``conn.transaction()``; single statements (an epoch claim,
+    a lookup) commit by themselves, and nothing is left open when a connection goes back.
+    """
     await conn.set_autocommit(True)
     await conn.execute("SET synchronous_commit = on")
     await conn.execute(_STAGE)
-    await conn.set_autocommit(False)
 
 
 class BatchWriter:

@@ -17,7 +17,6 @@ from shard.errors import (
     REASON_SYMBOL_RECOVERING,
     REASON_UNKNOWN_SYMBOL,
     CommandFailure,
-    FailureKind,
 )
 from shard.idempotency import Fingerprint, IdempotencyIndex, Key, Placement, Replay, fingerprint
 from shard.ownership import Ownership, SymbolState
@@ -87,17 +86,13 @@ class Admission:
     def _not_served(self, symbol: str, recovering: bool) -> CommandFailure:
         if recovering:
             return CommandFailure(
-                FailureKind.UNAVAILABLE,
                 REASON_SYMBOL_RECOVERING,
                 f"{symbol} is being recovered; retry",
             )
         if not self._ownership.is_known(symbol):
-            return CommandFailure(
-                FailureKind.NOT_FOUND, REASON_UNKNOWN_SYMBOL, f"unknown symbol {symbol}"
-            )
+            return CommandFailure(REASON_UNKNOWN_SYMBOL, f"unknown symbol {symbol}")
         hint = self._ownership.hint(symbol)
         return CommandFailure(
-            FailureKind.UNAVAILABLE,
             REASON_NOT_OWNER,
             f"this shard does not own {symbol}",
             owner_hint=hint,
@@ -107,7 +102,6 @@ class Admission:
 def _replay(seen: Placement, fp: Fingerprint) -> Outcome:
     if seen.fingerprint != fp:
         return CommandFailure(
-            FailureKind.ALREADY_EXISTS,
             REASON_DUPLICATE_DIFFERENT_CONTENT,
             "client order id already used with different content",
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shard.pipeline import BatchCaps
@@ -27,7 +26,6 @@ class ShardConfig:
     stream_write_timeout: float = 10.0  # a reader this slow is cut off (RESOURCE_EXHAUSTED)
     shutdown_grace: float = 10.0
     pg_timeout: float = 10.0  # connect and pooled-connection waits
-    otel_sample_ratio: float = 0.01
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,10 +81,4 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         pool_max=max(2, args.pool_max),
         caps=BatchCaps(max_commands=args.batch_max),
         etcd_endpoints=tuple(e for e in args.etcd.split(",") if e),
-        otel_sample_ratio=_ratio(os.environ),
     )
-
-
-def _ratio(env: Mapping[str, str]) -> float:
-    # OTEL_TRACES_SAMPLER_ARG is honoured by the SDK itself; this is only our default.
-    return float(env.get("OTEL_TRACES_SAMPLER_ARG", "0.01"))

@@ -1,9 +1,10 @@
-"""The shard's errors and command failures: one root; each knows if a retry can help."""
+"""The shard's errors and the failures of commands that were not executed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+
+from matching.v1 import types_pb2
 
 
 class ShardError(Exception):
@@ -18,37 +19,22 @@ class Overloaded(ShardError):
     retriable = True
 
 
-class FailureKind(Enum):
-    """Why a command was not executed; the service edge maps these to gRPC codes."""
-
-    UNAVAILABLE = "unavailable"  # not the owner, recovering, commit failed, shutting down
-    NOT_FOUND = "not_found"  # no such symbol anywhere
-    ALREADY_EXISTS = "already_exists"  # client order id reused with different content
-    DEADLINE_EXCEEDED = "deadline_exceeded"
-    RESOURCE_EXHAUSTED = "resource_exhausted"
-
-
-# Reasons beyond the engine's reject codes, numbered as in matching.v1 RejectCode.
-REASON_NOT_OWNER = 100
-REASON_SYMBOL_MOVING = 101
-REASON_SHUTTING_DOWN = 102
-REASON_SYMBOL_RECOVERING = 103
-REASON_DUPLICATE_DIFFERENT_CONTENT = 104
-REASON_DEADLINE_EXCEEDED = 105
-REASON_OVERLOADED = 106
-REASON_OUTCOME_UNKNOWN = 109
-REASON_UNKNOWN_SYMBOL = 1
+# Why a command was not executed: matching.v1 RejectCode values (100+, or UNKNOWN_SYMBOL).
+# The gRPC code and retryability of each reason live in one table, api/status.py.
+REASON_UNKNOWN_SYMBOL = types_pb2.REJECT_CODE_UNKNOWN_SYMBOL
+REASON_NOT_OWNER = types_pb2.REJECT_CODE_NOT_OWNER
+REASON_SYMBOL_RECOVERING = types_pb2.REJECT_CODE_SYMBOL_RECOVERING
+REASON_DUPLICATE_DIFFERENT_CONTENT = (
+    types_pb2.REJECT_CODE_DUPLICATE_CLIENT_ORDER_ID_DIFFERENT_CONTENT
+)
+REASON_OVERLOADED = types_pb2.REJECT_CODE_OVERLOADED
+REASON_OUTCOME_UNKNOWN = types_pb2.REJECT_CODE_OUTCOME_UNKNOWN
 
 
 @dataclass(frozen=True)
 class CommandFailure:
     """A command that was not executed (no sequence number, nothing changed)."""
 
-    kind: FailureKind
     reason: int
     message: str
     owner_hint: str = ""  # shard id of the owner, when known
-
-    @property
-    def retriable(self) -> bool:
-        return self.kind in (FailureKind.UNAVAILABLE, FailureKind.RESOURCE_EXHAUSTED)

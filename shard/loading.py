@@ -46,14 +46,11 @@ async def _claim_and_load(
     pool: AsyncConnectionPool, symbol: str, shard_id: str, epoch: int | None
 ) -> SymbolSnapshot:
     async with pool.connection() as conn:
-        await conn.set_autocommit(True)
         if epoch is None:
             epoch = await claim_next_epoch(conn, symbol, shard_id)
         else:
             await claim_epoch(conn, symbol, epoch, shard_id)
-        snapshot = await load_symbol(conn, symbol, epoch)
-        await conn.set_autocommit(False)
-    return snapshot
+        return await load_symbol(conn, symbol, epoch)
 
 
 def install(engine: MatchingEngine, snapshot: SymbolSnapshot) -> None:

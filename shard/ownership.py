@@ -60,6 +60,3 @@ class Ownership:
 
     def owned(self) -> list[str]:
         return sorted(self._owned)
-
-    def epochs(self) -> dict[str, int]:
-        return {s: o.epoch for s, o in self._owned.items()}

@@ -26,16 +26,14 @@ from opentelemetry.trace import Link, SpanContext
 
 from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
-from shard.admission import Admission
-from shard.engine import Command, Level, MatchingEngine, Report, Side, SymbolStatus
-from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure, FailureKind, Overloaded
-from shard.idempotency import Replay
+from shard.admission import Admission, Outcome
+from shard.engine import Command, Level, MatchingEngine, Side, SymbolStatus
+from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure, Overloaded
 from shard.ownership import Ownership
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-Outcome = Report | Replay | CommandFailure
 Commit = Callable[[BatchRows], Awaitable[None]]
 Reload = Callable[[str], Awaitable[None]]
 AfterCommit = Callable[[Iterator[tuple[Command, Outcome]]], None]
@@ -108,7 +106,6 @@ class Pipeline:
         self._closing = False
         self.after_commit: list[AfterCommit] = []
         self.committed_books: dict[str, BookView] = {}
-        self.stats = {"batches": 0, "commands": 0, "commit_failures": 0}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -221,8 +218,6 @@ class Pipeline:
                 batch.outcomes.append(outcomes)
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
-        self.stats["batches"] += 1
-        self.stats["commands"] += count
         return batch
 
     # --- committer --------------------------------------------------------------------
@@ -270,7 +265,6 @@ class Pipeline:
 
     async def _recover(self, exc: PersistenceError) -> None:
         """Fail everything uncommitted; reload, in the background, what it touched."""
-        self.stats["commit_failures"] += 1
         self._generation += 1
         failed = self._drain_pending()
         fenced = exc.symbols if isinstance(exc, FencedError) else {}
@@ -314,5 +308,5 @@ def _committed(batch: _Batch) -> Iterator[tuple[Command, Outcome]]:
 
 def _resolve_failed(sub: _Submission, message: str) -> None:
     if not sub.future.done():
-        failure = CommandFailure(FailureKind.UNAVAILABLE, REASON_OUTCOME_UNKNOWN, message)
+        failure = CommandFailure(REASON_OUTCOME_UNKNOWN, message)
         sub.future.set_result([failure] * len(sub.commands))

@@ -13,13 +13,14 @@ from typing import Any
 from api.status import command_error, malformed_command_error
 from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
+from shard.admission import Outcome
 from shard.edge import MassCancelAllSymbols, command_from_pb, command_side, mass_cancel_symbols
 from shard.edge import report_to_pb as _report_to_pb
 from shard.engine import Command, MassCancel, Report
-from shard.errors import REASON_OVERLOADED, CommandFailure, FailureKind, Overloaded
+from shard.errors import REASON_OVERLOADED, CommandFailure, Overloaded
 from shard.idempotency import Replay
 from shard.ownership import Ownership
-from shard.pipeline import Outcome, Pipeline
+from shard.pipeline import Pipeline
 
 PbCommand = orders_pb2.OrderCommand | shard_pb2.ShardCommand
 _Slot = tuple[int, int, bool]  # first index in the domain list, how many, is a mass cancel
@@ -67,7 +68,7 @@ async def _submit(pipeline: Pipeline, domain: list[Command], nbytes: int) -> lis
     try:
         return await pipeline.submit(domain, nbytes)
     except Overloaded as exc:
-        failure = CommandFailure(FailureKind.RESOURCE_EXHAUSTED, REASON_OVERLOADED, str(exc))
+        failure = CommandFailure(REASON_OVERLOADED, str(exc))
         return [failure] * len(domain)
 
 

@@ -134,31 +134,15 @@ class ShardNode:
 
     async def _lookup(self, keys: list[Key]) -> list[StoredPlacement]:
         with translated("client order id lookup"):
-            return await self._lookup_placements(keys)
-
-    async def _lookup_placements(self, keys: list[Key]) -> list[StoredPlacement]:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            try:
+            async with self.pool.connection() as conn:
                 return await find_placements(conn, keys)
-            finally:
-                await conn.set_autocommit(False)
 
     async def _find_order(
         self, symbol: str, account: str, order_id: int, client_order_id: str
     ) -> tuple[object, ...] | None:
         with translated("order lookup"):
-            return await self._read_order(symbol, account, order_id, client_order_id)
-
-    async def _read_order(
-        self, symbol: str, account: str, order_id: int, client_order_id: str
-    ) -> tuple[object, ...] | None:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            try:
+            async with self.pool.connection() as conn:
                 return await find_order(conn, symbol, account, order_id, client_order_id)
-            finally:
-                await conn.set_autocommit(False)
 
     async def _reload(self, symbol: str) -> None:
         """After a failed commit: reload the symbol from Postgres, retrying until it works."""

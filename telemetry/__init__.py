@@ -74,7 +74,3 @@ def server_interceptors() -> list[Any]:
 
 def client_interceptors() -> list[Any]:
     return list(aio_client_interceptors())  # type: ignore[no-untyped-call]
-
-
-def tracer(name: str) -> trace.Tracer:
-    return trace.get_tracer(name)

@@ -24,9 +24,14 @@ from shard.engine import (
     SetSymbolStatus,
     SymbolSpec,
 )
+from shard.recording import (
+    KIND_AMEND,
+    KIND_CANCEL,
+    KIND_MASS_CANCEL,
+    KIND_PLACE,
+    KIND_SET_STATUS,
+)
 from tests.shard.engine.reference import ReferenceEngine
-
-KIND_PLACE, KIND_CANCEL, KIND_AMEND, KIND_MASS_CANCEL, KIND_SET_STATUS = 1, 2, 3, 4, 5
 
 
 @dataclass

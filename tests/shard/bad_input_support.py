@@ -20,7 +20,7 @@ from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, types_pb2
 from persistence.symbols import create_symbol
 from shard.server import ShardNode
 from shard.streams import StreamSession
-from tests.shard.support import place, prepare_db
+from tests.shard.support import place, prepare_db, submit
 
 T = types_pb2
 RC = T.RejectCode
@@ -329,8 +329,7 @@ def trade(stub: Stub) -> Any:
 
 
 async def batch(stub: Stub, commands: list[Command], timeout: float = TIMEOUT) -> list[Any]:
-    request = gateway_pb2.SubmitBatchRequest(commands=commands)
-    return list((await stub.SubmitBatch(request, timeout=timeout)).results)
+    return await submit(stub, commands, timeout)
 
 
 # --- slow readers ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import psycopg
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from shard.engine import Level, Side, SymbolSpec
 from tests.checkers import journal_command
+from tests.shard import support
 from tests.shard.engine.flows import DEFAULT_SYMBOLS, MID_TICKS
 from tests.shard.engine.reference import ReferenceEngine
 from tools.services.shard_process import ShardProcess
@@ -180,16 +181,8 @@ def merged(logs: Sequence[ClientLog]) -> ClientLog:
     return out
 
 
-def connect(port: int) -> tuple[grpc.aio.Channel, Stub]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return channel, gateway_pb2_grpc.OrderGatewayServiceStub(channel)
-
-
 async def submit(stub: Stub, commands: Sequence[Command]) -> list[Result]:
-    reply = await stub.SubmitBatch(
-        gateway_pb2.SubmitBatchRequest(commands=commands), timeout=RPC_TIMEOUT
-    )
-    return list(reply.results)
+    return await support.submit(stub, commands, RPC_TIMEOUT)
 
 
 async def batch_client(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from matching.v1 import gateway_pb2_grpc, orders_pb2
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from persistence.migrate import migrate
 from persistence.symbols import create_symbol
 from shard.config import ShardConfig
@@ -137,19 +135,6 @@ def gateway(port: int) -> tuple[grpc.aio.Channel, gateway_pb2_grpc.OrderGatewayS
     return channel, gateway_pb2_grpc.OrderGatewayServiceStub(channel)
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> None:
-    """Poll ``predicate`` (sync or async) until true: for asynchronous effects only."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 def wire_flow(seed: int, n: int) -> list[orders_pb2.OrderCommand]:
     """A seeded engine flow as gateway commands: admin commands and values the wire cannot
     carry (beyond int64) are left out; everything else, malformed fields included, stays."""
@@ -162,3 +147,13 @@ def wire_flow(seed: int, n: int) -> list[orders_pb2.OrderCommand]:
         except ValueError:
             continue
     return out
+
+
+async def submit(
+    stub: gateway_pb2_grpc.OrderGatewayServiceStub,
+    commands: Sequence[orders_pb2.OrderCommand],
+    timeout: float = 10.0,
+) -> list[orders_pb2.CommandResult]:
+    """One SubmitBatch call; its results in command order."""
+    request = gateway_pb2.SubmitBatchRequest(commands=commands)
+    return list((await stub.SubmitBatch(request, timeout=timeout)).results)

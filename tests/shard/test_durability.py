@@ -13,7 +13,15 @@ from matching.v1 import gateway_pb2, orders_pb2
 from persistence import failpoints
 from shard.server import ShardNode
 from tests.checkers import check_durable_record
-from tests.shard.support import config, gateway, place, prepare_db, running_node, wire_flow
+from tests.shard.support import (
+    config,
+    gateway,
+    place,
+    prepare_db,
+    running_node,
+    submit,
+    wire_flow,
+)
 
 BTC = "BTC-USDT"
 
@@ -28,11 +36,6 @@ async def db(pg_dsn: str) -> str:
 def no_failpoints() -> None:
     yield
     failpoints.configure("")
-
-
-async def submit(stub, commands):  # type: ignore[no-untyped-def]
-    reply = await stub.SubmitBatch(gateway_pb2.SubmitBatchRequest(commands=commands), timeout=10)
-    return list(reply.results)
 
 
 async def submit_until_accepted(stub, command, attempts: int = 100):  # type: ignore[no-untyped-def]

@@ -35,7 +35,6 @@ from tests.shard.fault_support import (
     batch_client,
     check_acks_match_journal,
     committed_batches,
-    connect,
     durable_placements,
     executed_placements,
     key_of,
@@ -48,7 +47,7 @@ from tests.shard.fault_support import (
     trade_client,
     wait_until,
 )
-from tests.shard.support import config, place, prepare_db, running_node
+from tests.shard.support import config, gateway, place, prepare_db, running_node
 from tools.services import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -83,7 +82,7 @@ async def _load_until_crash(stub: Stub, seed: int) -> ClientLog:
 
 async def _crash_at_commit(db: str, shards: Shards, failpoint: str, seed: int) -> ClientLog:
     shard = await shards.start(db, failpoints=failpoint)
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         log = await _load_until_crash(stub, seed)
     assert shard.wait_exit(10) == 137, f"no crash at {failpoint}:\n{shard.log_tail()}"
@@ -104,7 +103,7 @@ async def _retry_after_restart(db: str, shards: Shards, log: ClientLog) -> Clien
     committed = durable_placements(db)
     shard = await shards.start(db)
     retries = ClientLog()
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         await resubmit(stub, log.unanswered, retries)
     assert not retries.unanswered and not retries.refused, retries.refused[:3]
@@ -144,7 +143,7 @@ async def test_crash_after_commit_before_ack_replays_on_retry(db: str, shards: S
     # The acknowledged ones replay too, with exactly the answer first given.
     shard = shards.started[-1]
     again = ClientLog()
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         await resubmit(stub, [c for c, _ in log.acked[:200]], again)
     for (_, first), (_, retry) in zip(log.acked[:200], again.acked, strict=True):
@@ -159,7 +158,7 @@ async def test_kill_9_under_load_rebuilds_the_durable_book(db: str, shards: Shar
     flows = [OrderFlow(i, 3, MIXED) for i in range(CLIENTS)]
     logs = [ClientLog() for _ in flows]
     began = time.monotonic()
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         clients = [
             asyncio.create_task(trade_client(stub, f, log, size=20, messages=5_000, window=4,
@@ -179,7 +178,7 @@ async def test_kill_9_under_load_rebuilds_the_durable_book(db: str, shards: Shar
     check_acks_match_journal(db, log)
     expected = replayed_books(db, BOOK_DEPTH)
     restarted = await shards.start(db)
-    channel, stub = connect(restarted.port)
+    channel, stub = gateway(restarted.port)
     async with channel:
         for symbol in (BTC, ETH):
             assert await served_book(stub, symbol, BOOK_DEPTH) == expected[symbol], symbol
@@ -207,7 +206,7 @@ async def test_an_amend_expired_by_stp_stays_expired_after_a_crash(db: str, shar
         orders_pb2.OrderCommand(correlation_id=3, amend_order=amend),
     ]  # fmt: skip
     log = ClientLog()
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         log.record(commands, await submit(stub, commands))
         before = await served_book(stub, BTC, BOOK_DEPTH)
@@ -216,7 +215,7 @@ async def test_an_amend_expired_by_stp_stays_expired_after_a_crash(db: str, shar
     assert (before.bids, before.asks) == ([], [(201, 5, 1)])
     assert shard.kill() == -signal.SIGKILL
     restarted = await shards.start(db)
-    channel, stub = connect(restarted.port)
+    channel, stub = gateway(restarted.port)
     async with channel:
         after = await served_book(stub, BTC, BOOK_DEPTH)
     assert after == before, "the restarted shard's book differs from the acknowledged one"
@@ -243,7 +242,7 @@ async def test_postgres_immediate_restart_under_load(
     flows = [OrderFlow(i, 4, MIXED) for i in range(3)]
     logs = [ClientLog() for _ in flows]
     stop = asyncio.Event()
-    channel, stub = connect(shard.port)
+    channel, stub = gateway(shard.port)
     async with channel:
         clients = [
             asyncio.create_task(persistent_client(stub, f, log, stop, size=10, seconds=60))
@@ -309,7 +308,7 @@ async def test_a_client_order_id_lookup_failing_on_a_dead_database_is_retryable(
     await prepare_db(dsn)
     order = orders_pb2.OrderCommand(place_order=place(BTC, "a", 2, 5, 100, "c-1"))
     async with running_node(config(dsn, pg_timeout=1.0, shutdown_grace=1.0)) as node:
-        channel, stub = connect(node.port)
+        channel, stub = gateway(node.port)
         async with channel:
             await _until_acked(
                 stub, orders_pb2.OrderCommand(place_order=place(BTC, "a", 2, 5, 101)), 5
@@ -332,7 +331,7 @@ async def test_a_symbol_reload_failing_on_a_dead_database_is_retried(
     await prepare_db(dsn)
     order = orders_pb2.OrderCommand(place_order=place(BTC, "a", 2, 5, 100))  # no lookup
     async with running_node(config(dsn, pg_timeout=1.0, shutdown_grace=1.0)) as node:
-        channel, stub = connect(node.port)
+        channel, stub = gateway(node.port)
         async with channel:
             await _until_acked(stub, order, 5)
             await asyncio.to_thread(own_postgres.stop, "immediate")
@@ -367,14 +366,14 @@ async def test_a_second_owner_fences_the_first_across_processes(db: str, shards:
     btc_flow = OrderFlow(0, 5, PLACEMENTS_ONLY, symbols=(BTC,))
     eth_flow = OrderFlow(1, 5, PLACEMENTS_ONLY, symbols=(ETH,))
     stop = asyncio.Event()
-    channel, stub = connect(first.port)
+    channel, stub = gateway(first.port)
     async with channel:
         btc = asyncio.create_task(_until_not_owner(stub, btc_flow, btc_log, events))
         eth = asyncio.create_task(persistent_client(stub, eth_flow, eth_log, stop, size=5,
                                                     seconds=40))  # fmt: skip
         await wait_until(lambda: min(len(btc_log.acked), len(eth_log.acked)) > 50, 15, "load")
         second = await shards.start(db, symbols=(BTC,), shard_id="shard-b")
-        channel_b, stub_b = connect(second.port)
+        channel_b, stub_b = gateway(second.port)
         async with channel_b:
             claimed = await served_book(stub_b, BTC, BOOK_DEPTH)  # as loaded after its claim
             await asyncio.wait_for(btc, 25)
