@@ -1,3 +1,12 @@
-from spotmatch.cli import main
+"""`python -m shard`: the same as `spotmatch shard` (without importing the other subcommands,
+so a shard process never loads router code)."""
 
-raise SystemExit(main(["shard", *__import__("sys").argv[1:]]))
+import argparse
+import sys
+
+from spotmatch import shard_cli
+
+parser = argparse.ArgumentParser(prog="spotmatch")
+shard_cli.register(parser.add_subparsers(dest="command", required=True))
+args = parser.parse_args(["shard", *sys.argv[1:]])
+raise SystemExit(args.handler(args))

@@ -14,12 +14,13 @@ from shard.engine import Command, Fill, MatchingEngine, OrderStatus, PlaceOrder,
 from shard.errors import (
     REASON_DUPLICATE_DIFFERENT_CONTENT,
     REASON_NOT_OWNER,
+    REASON_SYMBOL_MOVING,
     REASON_SYMBOL_RECOVERING,
     REASON_UNKNOWN_SYMBOL,
     CommandFailure,
 )
 from shard.idempotency import Fingerprint, IdempotencyIndex, Key, Placement, Replay, fingerprint
-from shard.ownership import Ownership, SymbolState
+from shard.ownership import OwnedSymbol, Ownership, SymbolState
 from shard.recording import record
 
 Lookup = Callable[[list[Key]], Awaitable[list[StoredPlacement]]]
@@ -60,7 +61,7 @@ class Admission:
         symbol = cmd.symbol
         owned = self._ownership.get(symbol)
         if owned is None or owned.state is not SymbolState.SERVING:
-            return self._not_served(symbol, owned is not None)
+            return self._not_served(symbol, owned)
         if type(cmd) is PlaceOrder and cmd.client_order_id:
             key = (cmd.account, cmd.client_order_id)
             seen = self._index.get(key)
@@ -83,8 +84,12 @@ class Admission:
                 if order.client_order_id:
                     self._index.discard((order.account, order.client_order_id))
 
-    def _not_served(self, symbol: str, recovering: bool) -> CommandFailure:
-        if recovering:
+    def _not_served(self, symbol: str, owned: OwnedSymbol | None) -> CommandFailure:
+        if owned is not None and owned.state is SymbolState.MOVING:
+            return CommandFailure(
+                REASON_SYMBOL_MOVING, f"{symbol} is moving to another shard; retry"
+            )
+        if owned is not None:
             return CommandFailure(
                 REASON_SYMBOL_RECOVERING,
                 f"{symbol} is being recovered; retry",

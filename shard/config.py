@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
 from shard.pipeline import BatchCaps
 
 ENV_PREFIX = "SPOTMATCH_SHARD_"
@@ -20,7 +21,12 @@ class ShardConfig:
     pool_min: int = 2
     pool_max: int = 8
     caps: BatchCaps = field(default_factory=BatchCaps)
-    etcd_endpoints: tuple[str, ...] = ()  # used by the cluster issue
+    etcd_endpoints: tuple[str, ...] = ()  # cluster mode when given
+    etcd_prefix: str = DEFAULT_PREFIX
+    etcd_timeout: float = 2.0  # every etcd call
+    lease_ttl: int = DEFAULT_LEASE_TTL  # membership lease, seconds
+    controller: bool = True  # campaign for the controller role (cluster mode)
+    advertise_host: str = ""  # host routers use to reach us (default: the listen host)
     max_message_bytes: int = 16 << 20
     stream_inflight: int = 64  # requests in flight per Execute/Trade stream
     stream_write_timeout: float = 10.0  # a reader this slow is cut off (RESOURCE_EXHAUSTED)
@@ -65,7 +71,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--etcd",
         default=env.get("SPOTMATCH_ETCD", ""),
-        help="etcd endpoints host:port,... (cluster mode; env SPOTMATCH_ETCD)",
+        help="etcd endpoints host:port,... : join a cluster and follow its assignments"
+        " instead of --symbols (env SPOTMATCH_ETCD)",
+    )
+    parser.add_argument(
+        "--etcd-prefix",
+        default=env.get("SPOTMATCH_ETCD_PREFIX", DEFAULT_PREFIX),
+        help=f"key prefix of the cluster in etcd (default {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=int(env.get(f"{ENV_PREFIX}LEASE_TTL", str(DEFAULT_LEASE_TTL))),
+        help="membership lease in seconds, 2-30; failover starts this long after a crash"
+        f" (default {DEFAULT_LEASE_TTL})",
+    )
+    parser.add_argument(
+        "--no-controller",
+        action="store_true",
+        default=env.get(f"{ENV_PREFIX}NO_CONTROLLER", "") == "1",
+        help="do not campaign for the controller role (run `spotmatch controller` instead)",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default=env.get(f"{ENV_PREFIX}ADVERTISE_HOST", ""),
+        help="host routers use to reach this shard (default: the --listen host)",
     )
 
 
@@ -81,4 +111,8 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         pool_max=max(2, args.pool_max),
         caps=BatchCaps(max_commands=args.batch_max),
         etcd_endpoints=tuple(e for e in args.etcd.split(",") if e),
+        etcd_prefix=args.etcd_prefix,
+        lease_ttl=min(max(args.lease_ttl, 2), 30),
+        controller=not args.no_controller,
+        advertise_host=args.advertise_host,
     )

@@ -1,7 +1,7 @@
 """Which symbols this shard serves, under which epoch, and who owns the others.
 
-Until the cluster issue lands, the owned set comes from configuration; the cluster's
-assignment watcher will drive the same methods (take, release, hint).
+Standalone, the owned set comes from configuration; in a cluster the assignment follower
+(shard/cluster_member.py) drives the same methods (serve, mark_moving, release, hint).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from enum import Enum
 class SymbolState(Enum):
     SERVING = "serving"
     RECOVERING = "recovering"  # reloading from Postgres after a failed commit
+    MOVING = "moving"  # being handed to another shard: finishing in-flight batches
 
 
 @dataclass
@@ -47,10 +48,20 @@ class Ownership:
         if owned is not None:
             owned.state = SymbolState.RECOVERING
 
+    def mark_moving(self, symbol: str) -> None:
+        owned = self._owned.get(symbol)
+        if owned is not None:
+            owned.state = SymbolState.MOVING
+
     def release(self, symbol: str, new_owner: str = "") -> None:
         self._owned.pop(symbol, None)
         if new_owner:
             self._hints[symbol] = new_owner
+
+    def set_hints(self, hints: dict[str, str]) -> None:
+        """Owners of the symbols this shard does not own (from the assignment table)."""
+        self._hints = {s: owner for s, owner in hints.items() if s not in self._owned}
+        self._known.update(hints)
 
     def hint(self, symbol: str) -> str:
         return self._hints.get(symbol, "")

@@ -153,6 +153,14 @@ class Pipeline:
         self._arrived.set()
         return await sub.future
 
+    async def barrier(self) -> None:
+        """Return once every batch matched before this call has committed (or failed).
+
+        An empty submission goes through the same ordered path as any other: batches commit
+        in order, so when it is released everything ahead of it has been too.
+        """
+        await self.submit([])
+
     # --- matcher ----------------------------------------------------------------------
 
     async def _match_loop(self) -> None:

@@ -1,8 +1,10 @@
 """The shard process: Postgres pool, symbol takeover, pipeline, gRPC server, shutdown.
 
 Start order follows DESIGN section 4: migrate, then for each owned symbol raise its epoch in
-Postgres (fence), load its book, and only then serve. Shutdown: health NOT_SERVING, stop
-accepting, let accepted batches commit, close.
+Postgres (fence), load its book, and only then serve. Standalone, the owned symbols come from
+configuration; in a cluster (etcd endpoints given, or a registry passed in) the shard registers
+and follows the assignment table (shard/cluster_member.py), and may run the controller.
+Shutdown: health NOT_SERVING, leave the cluster, let accepted batches commit, close.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from cluster.controller import Controller, ControllerConfig
+from cluster.etcd import EtcdRegistry
+from cluster.registry import Registry
+from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
 from persistence.errors import FencedError, PersistenceError, translated
 from persistence.loader import list_symbols
@@ -24,11 +30,12 @@ from persistence.migrate import migrate
 from persistence.placements import StoredPlacement, find_order, find_placements
 from persistence.writer import BatchWriter, configure_connection
 from shard.admission import Admission
+from shard.cluster_member import ClusterMember
 from shard.config import ShardConfig
+from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
 from shard.gateway import GatewayServicer
 from shard.idempotency import IdempotencyIndex, Key
-from shard.loading import take_symbol
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
 from shard.service import ExecuteServicer
@@ -57,8 +64,9 @@ def grpc_options(config: ShardConfig) -> list[tuple[str, int]]:
 
 
 class ShardNode:
-    def __init__(self, config: ShardConfig) -> None:
+    def __init__(self, config: ShardConfig, registry: Registry | None = None) -> None:
         self.config = config
+        self._registry = registry
         self.engine = MatchingEngine()
         self.ownership = Ownership()
         self.pool = AsyncConnectionPool(
@@ -77,6 +85,13 @@ class ShardNode:
             self.engine, self.ownership, admission, writer.commit, self._reload, config.caps
         )
         self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
+        self.custody = SymbolCustody(
+            self.pool, self.engine, self.ownership, self.pipeline, config.shard_id
+        )
+        self.member: ClusterMember | None = None
+        self.controller: Controller | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._stopped = False
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -88,13 +103,43 @@ class ShardNode:
             known = {row.symbol for row in await list_symbols(conn)}
         self.ownership.set_known(known)
         for symbol in self.config.symbols:
-            epoch = await take_symbol(self.pool, self.engine, symbol, self.config.shard_id)
-            self.ownership.serve(symbol, epoch)
-            self.pipeline.committed_books[symbol] = self.pipeline.book_view(symbol)
+            await self.custody.take(symbol)
         gc.collect()
         gc.freeze()  # the loaded books are long-lived: keep them out of every GC pass
         self.pipeline.start()
         await self._start_grpc()
+        if self._registry is None and self.config.etcd_endpoints:
+            etcd = EtcdRegistry(
+                self.config.etcd_endpoints,
+                prefix=self.config.etcd_prefix,
+                timeout=self.config.etcd_timeout,
+            )
+            await etcd.connect()
+            self._registry = etcd
+        if self._registry is not None:
+            await self._join(self._registry)
+        for name in ("", *SERVICE_NAMES):  # ready only once registered (cluster mode)
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def _join(self, registry: Registry) -> None:
+        table = ClusterTable(registry, name=f"shard {self.config.shard_id}")
+        self.member = ClusterMember(
+            registry, table, self.custody, self.address, self.config.lease_ttl
+        )
+        await self.member.start(self.config.etcd_timeout * 5)
+        if self.config.controller:
+            self.controller = Controller(
+                registry,
+                table,
+                ControllerConfig(self.config.shard_id, lease_ttl=self.config.lease_ttl),
+            )
+            self._background.append(asyncio.create_task(self.controller.run()))
+
+    @property
+    def address(self) -> str:
+        """The address other processes use to reach this shard."""
+        host = (self.config.advertise_host or self.config.listen.rsplit(":", 1)[0]).strip("[]")
+        return f"{host}:{self.port}"
 
     async def _start_grpc(self) -> None:
         setup_tracing(f"spotmatch-shard-{self.config.shard_id}")
@@ -115,8 +160,6 @@ class ShardNode:
         self.port = server.add_insecure_port(self.config.listen)
         await server.start()
         self.server = server
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "shard %s serving on port %d: %s",
             self.config.shard_id,
@@ -125,12 +168,22 @@ class ShardNode:
         )
 
     async def stop(self) -> None:
-        """Graceful: NOT_SERVING, finish and commit in-flight batches, stop."""
+        """Graceful: NOT_SERVING, finish and commit in-flight batches, stop. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         await self.health.enter_graceful_shutdown()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.pipeline.stop(self.config.shutdown_grace)
+        if self.member is not None:
+            await self.member.stop()  # after the last commit: failover fences nothing we owe
         if self.server is not None:
             await self.server.stop(grace=self.config.shutdown_grace)
         await self.pool.close()
+        if self._registry is not None:
+            await self._registry.close()
 
     async def _lookup(self, keys: list[Key]) -> list[StoredPlacement]:
         with translated("client order id lookup"):
@@ -152,11 +205,9 @@ class ShardNode:
         attempt = 0
         while True:
             try:
-                await take_symbol(self.pool, self.engine, symbol, self.config.shard_id, owned.epoch)
+                await self.custody.take(symbol, owned.epoch)
             except FencedError:
-                self.engine.remove_symbol(symbol)
-                self.ownership.release(symbol)
-                self.pipeline.committed_books.pop(symbol, None)
+                self.custody.drop(symbol)
                 log.error("symbol=%s lost to a newer owner during recovery", symbol)
                 return
             except PersistenceError as exc:
@@ -165,8 +216,6 @@ class ShardNode:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            self.ownership.serve(symbol, owned.epoch)
-            self.pipeline.committed_books[symbol] = self.pipeline.book_view(symbol)
             return
 
 

@@ -13,7 +13,7 @@ from tools.bench.output import Progress, write_result
 def register(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
-        help="run a benchmark (engine; later shard, cluster) and report JSON",
+        help="run a benchmark (engine, shard, cluster) and report JSON",
         description="Benchmarks. Each prints a summary, writes the result to a JSON file "
         "and, with --json, prints that JSON object as the last line.",
     )
@@ -40,6 +40,7 @@ def register(commands: Any) -> None:
     _add_output_flags(engine)
     engine.set_defaults(handler=_run_engine)
     _register_shard(targets)
+    _register_cluster(targets)
 
 
 def _register_shard(targets: Any) -> None:
@@ -66,6 +67,70 @@ def _register_shard(targets: Any) -> None:
     shard.add_argument("--seed", type=int, default=1, help="flow seed (default 1)")
     _add_output_flags(shard)
     shard.set_defaults(handler=_run_shard)
+
+
+def _register_cluster(targets: Any) -> None:
+    cluster = targets.add_parser(
+        "cluster",
+        help="a local cluster through one router, against the raw two-hop gRPC ceiling",
+        description="Start a local cluster (etcd, Postgres, Redis Cluster, --shards shards, "
+        "--routers routers) and a raw two-hop pair (a proxy forwarding to an echo server over "
+        "one Execute stream, each its own process), create --symbols symbols and wait until "
+        "each is ACTIVE, then drive one router: batched Trade streams at max throughput, an "
+        "open-loop run at --rate (latency from each message's due time), and --unary-clients "
+        "concurrent SubmitOrder callers; the same stream and unary loads go through the pair. "
+        "Reports orders/s, latency and the ratio to the pair measured in the same run, "
+        "reconciles every acknowledged order against Postgres, and stops everything.",
+    )
+    cluster.add_argument(
+        "--clients", type=_positive, default=4, help="concurrent Trade streams (default 4)"
+    )
+    cluster.add_argument(
+        "--batch", type=_positive, default=100, help="orders per message (default 100)"
+    )
+    cluster.add_argument(
+        "--window", type=_positive, default=4, help="messages in flight per stream (default 4)"
+    )
+    cluster.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per load phase (default 10)"
+    )
+    cluster.add_argument(
+        "--rate", type=float, help="open-loop orders/s (default: half the run's measured max)"
+    )
+    cluster.add_argument(
+        "--unary-clients", type=_positive, default=64,
+        help="concurrent SubmitOrder calls in flight (default 64)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--symbols", type=_positive, default=8, help="bench symbols to create (default 8)"
+    )
+    cluster.add_argument(
+        "--shards", type=_positive, default=3, help="shards in the cluster (default 3)"
+    )
+    cluster.add_argument(
+        "--routers", type=_positive, default=2,
+        help="routers in the cluster; the load goes through the first (default 2)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--runs", type=_positive, default=1, help="runs of every phase; medians (default 1)"
+    )
+    cluster.add_argument("--seed", type=int, default=1, help="flow seed (default 1)")
+    cluster.add_argument(
+        "--plot", type=Path, metavar="PATH",
+        help="write throughput and latency over time (0.5 s buckets) as a PNG",
+    )  # fmt: skip
+    _add_output_flags(cluster)
+    cluster.set_defaults(handler=_run_cluster)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -116,3 +181,33 @@ def _run_shard(args: argparse.Namespace) -> int:
     result, lines = asyncio.run(bench_shard(params, Progress(args.quiet)))
     write_result(result, args.out, args.json, lines)
     return 0 if result["missing_acked_orders"] == 0 else 1
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from tools.bench.cluster_bench import ClusterBenchParams, bench_cluster
+    from tools.bench.errors import BenchError
+    from tools.cluster.errors import LauncherError
+    from tools.services import ServiceError
+
+    if args.duration <= 0 or (args.rate is not None and args.rate <= 0):
+        raise SystemExit("spotmatch bench cluster: --duration and --rate must be positive")
+    params = ClusterBenchParams(
+        clients=args.clients,
+        batch=args.batch,
+        window=args.window,
+        duration_s=args.duration,
+        rate=args.rate,
+        unary_clients=args.unary_clients,
+        symbols=args.symbols,
+        runs=args.runs,
+        seed=args.seed,
+        shards=args.shards,
+        routers=args.routers,
+        plot=args.plot,
+    )
+    try:
+        result, lines = bench_cluster(params, Progress(args.quiet))
+    except (BenchError, LauncherError, ServiceError) as exc:
+        raise SystemExit(f"spotmatch bench cluster: {exc}") from None
+    write_result(result, args.out, args.json, lines)
+    return 0 if result["missing_acks"] == 0 else 1

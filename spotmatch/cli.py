@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from spotmatch import bench_cli, shard_cli
+from spotmatch import bench_cli, controller_cli, ctl_cli, router_cli, shard_cli, up_cli
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -28,11 +29,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench_cli.register(commands)
     shard_cli.register(commands)
+    router_cli.register(commands)
+    controller_cli.register(commands)
+    ctl_cli.register(commands)
+    up_cli.register(commands)
     demo = commands.add_parser(
         "demo",
-        help="a short guided session through the matching engine",
-        description="Run a scripted trading session through the engine, show the reports "
-        "and the L2 book, then a quick engine benchmark.",
+        help="what `make run` shows: a local cluster trading live, with a planned move",
+        description="Start a local cluster (etcd, Postgres, Redis Cluster, 3 shards, 2 "
+        "routers) under --run-dir, trade through a router with a live display, move a busy "
+        "symbol half-way, check every acknowledged order in Postgres, print the cluster "
+        "status, and keep serving until Ctrl-C. --engine instead walks through the matching "
+        "engine alone.",
+    )
+    demo.add_argument("--run-dir", type=Path, default=Path(".run/demo"), help="default: .run/demo")
+    demo.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of trading (default 10)"
+    )
+    demo.add_argument(
+        "--no-wait", action="store_true", help="stop the cluster right after the summary"
+    )
+    demo.add_argument(
+        "--engine", action="store_true", help="the engine walkthrough and a durable-shard run"
     )
     demo.set_defaults(handler=_run_demo)
     return parser
@@ -50,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from tools.demo import run_demo
+    if args.engine:
+        from tools.demo import run_demo
 
-    return run_demo()
+        return run_demo()
+    from tools.demo_cluster import DemoParams, run_cluster_demo
+
+    return run_cluster_demo(DemoParams(args.run_dir, args.duration, wait=not args.no_wait))

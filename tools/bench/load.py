@@ -29,19 +29,25 @@ MID = 1_000_000
 class LoadResult:
     orders: int = 0
     errors: int = 0
+    fills: int = 0  # fills reported to takers
     latencies_ms: list[float] = field(default_factory=list)  # one per message
     acked_order_ids: list[int] = field(default_factory=list)
     elapsed_s: float = 0.0
     rpc_failures: list[str] = field(default_factory=list)
     error_reasons: Counter[str] = field(default_factory=Counter)
+    # (perf_counter when the answer arrived, commands it answered), one per latency: the
+    # throughput-and-latency-over-time record of the cluster benchmark.
+    acks: list[tuple[float, int]] = field(default_factory=list)
 
     def merge(self, other: LoadResult) -> None:
         self.orders += other.orders
         self.errors += other.errors
+        self.fills += other.fills
         self.latencies_ms += other.latencies_ms
         self.acked_order_ids += other.acked_order_ids
         self.rpc_failures += other.rpc_failures
         self.error_reasons += other.error_reasons
+        self.acks += other.acks
 
 
 class ClientFlow:
@@ -102,9 +108,12 @@ async def run_client(
     rate_per_s: float | None,
     window: int,
     deadline_s: float,
+    result: LoadResult | None = None,
 ) -> LoadResult:
-    """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too)."""
-    result = LoadResult()
+    """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too).
+
+    Pass ``result`` to watch it fill while the stream runs (live progress displays)."""
+    result = LoadResult() if result is None else result
     due_times: asyncio.Queue[tuple[float, list[orders_pb2.OrderCommand]]] = asyncio.Queue()
     inflight = asyncio.Semaphore(window)
     started = time.perf_counter()
@@ -129,7 +138,9 @@ async def run_client(
                 if not reply.results or reply.results[0].correlation_id == 0:
                     continue  # unsolicited maker reports
                 due, cmds = due_times.get_nowait()
-                result.latencies_ms.append((time.perf_counter() - due) * 1e3)
+                now = time.perf_counter()
+                result.latencies_ms.append((now - due) * 1e3)
+                result.acks.append((now, len(cmds)))
                 _count(result, cmds, reply.results)
                 if not rate_per_s:
                     inflight.release()
@@ -147,6 +158,7 @@ def _count(result: LoadResult, cmds: list[orders_pb2.OrderCommand], results: obj
             result.error_reasons[types_pb2.RejectCode.Name(res.error.reason)] += 1
         elif cmd.WhichOneof("command") == "place_order" and res.report.order_id:
             result.acked_order_ids.append(res.report.order_id)
+            result.fills += len(res.report.fills)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,0 +1,117 @@
+"""The router process's configuration: one frozen dataclass, read once in __main__."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from api.limits import MAX_COMMANDS_PER_MESSAGE
+from cluster.registry import DEFAULT_PREFIX
+from router.errors import ConfigError
+
+ENV_PREFIX = "SPOTMATCH_ROUTER_"
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    router_id: str
+    listen: str  # host:port for gRPC
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = DEFAULT_PREFIX
+    etcd_timeout: float = 2.0  # every etcd call
+    table_start_timeout: float = 10.0  # first read of the assignment table at start-up
+    # Per shard link. A shard refuses ExecuteRequests of more than 1,000 commands
+    # (api.limits), so a batch never carries more.
+    batch_max_commands: int = MAX_COMMANDS_PER_MESSAGE
+    batch_max_bytes: int = 4 << 20
+    link_inflight_batches: int = 4  # unanswered batches per link; more waits, batches grow
+    link_max_queued: int = 100_000  # unsent commands per link; beyond: RESOURCE_EXHAUSTED
+    link_connect_timeout: float = 5.0  # one connection attempt to a shard
+    # Commands for a symbol without a reachable ACTIVE owner (moving, loading, link down)
+    # wait in a per-symbol buffer; beyond either bound: UNAVAILABLE / SYMBOL_MOVING.
+    buffer_max_commands: int = 10_000
+    buffer_max_seconds: float = 5.0
+    request_timeout: float = 10.0  # deadline of commands whose caller set none
+    answer_grace: float = 5.0  # past a sent command's deadline, wait this long for its answer
+    table_refresh_timeout: float = 2.0  # the re-read after a NOT_OWNER answer
+    max_message_bytes: int = 16 << 20
+    stream_inflight: int = 64  # requests in flight per Trade stream
+    stream_write_timeout: float = 10.0  # a Trade reader this slow is cut off
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_max_commands <= MAX_COMMANDS_PER_MESSAGE:
+            raise ConfigError(f"batch_max_commands must be 1-{MAX_COMMANDS_PER_MESSAGE}")
+        if self.batch_max_bytes >= self.max_message_bytes:
+            raise ConfigError("batch_max_bytes must be below max_message_bytes")
+        if min(self.link_inflight_batches, self.stream_inflight) < 1:
+            raise ConfigError("in-flight bounds must be at least 1")
+        if min(self.link_max_queued, self.buffer_max_commands) < 0:
+            raise ConfigError("queue bounds must not be negative")
+
+
+# flag, environment variable, default, help (the env variable and default are appended)
+_ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
+    ("--router-id", f"{ENV_PREFIX}ID", "router-1", "this router's id, sent to shards"),
+    ("--listen", f"{ENV_PREFIX}LISTEN", "127.0.0.1:7001",
+     "gRPC listen address of OrderGatewayService"),
+    ("--etcd", "SPOTMATCH_ETCD", "",
+     "etcd endpoints host:port,... holding the cluster's assignment table (required)"),
+    ("--etcd-prefix", "SPOTMATCH_ETCD_PREFIX", DEFAULT_PREFIX, "key prefix of the cluster"),
+    ("--batch-max", f"{ENV_PREFIX}BATCH_MAX", MAX_COMMANDS_PER_MESSAGE,
+     "max commands per batch sent to a shard (1-1000: shards refuse more)"),
+    ("--batch-max-bytes", f"{ENV_PREFIX}BATCH_MAX_BYTES", 4 << 20,
+     "max bytes per batch sent to a shard"),
+    ("--link-queue", f"{ENV_PREFIX}LINK_QUEUE", 100_000,
+     "max unsent commands per shard link; beyond it callers get RESOURCE_EXHAUSTED"),
+    ("--buffer-max", f"{ENV_PREFIX}BUFFER_MAX", 10_000,
+     "max commands buffered per symbol while it has no reachable owner (moving)"),
+    ("--buffer-seconds", f"{ENV_PREFIX}BUFFER_SECONDS", 5.0,
+     "max seconds a command waits for a moving symbol; then UNAVAILABLE / SYMBOL_MOVING"),
+    ("--request-timeout", f"{ENV_PREFIX}REQUEST_TIMEOUT", 10.0,
+     "deadline in seconds of commands whose caller set none"),
+    ("--max-message-bytes", f"{ENV_PREFIX}MAX_MESSAGE_BYTES", 16 << 20,
+     "max gRPC message size, both directions"),
+    ("--stream-inflight", f"{ENV_PREFIX}STREAM_INFLIGHT", 64,
+     "requests in flight per Trade stream before the router stops reading it"),
+    ("--stream-write-timeout", f"{ENV_PREFIX}STREAM_WRITE_TIMEOUT", 10.0,
+     "a Trade stream whose reader stalls a write this many seconds is cut off"),
+)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, variable, default, text in _ARGUMENTS:
+        kind = type(default)
+        value = os.environ.get(variable)
+        shown = f"; default {default}" if default != "" else ""
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=default if value is None else kind(value),
+            help=f"{text} (env {variable}{shown})",
+        )
+
+
+def from_args(args: argparse.Namespace) -> RouterConfig:
+    endpoints = tuple(e.strip() for e in args.etcd.split(",") if e.strip())
+    if not endpoints:
+        raise SystemExit("spotmatch router: --etcd (or SPOTMATCH_ETCD) is required")
+    try:
+        return RouterConfig(
+            router_id=args.router_id,
+            listen=args.listen,
+            etcd_endpoints=endpoints,
+            etcd_prefix=args.etcd_prefix,
+            batch_max_commands=args.batch_max,
+            batch_max_bytes=args.batch_max_bytes,
+            link_max_queued=args.link_queue,
+            buffer_max_commands=args.buffer_max,
+            buffer_max_seconds=args.buffer_seconds,
+            request_timeout=args.request_timeout,
+            max_message_bytes=args.max_message_bytes,
+            stream_inflight=args.stream_inflight,
+            stream_write_timeout=args.stream_write_timeout,
+        )
+    except ConfigError as exc:
+        raise SystemExit(f"spotmatch router: {exc}") from None

@@ -1,0 +1,242 @@
+"""OrderGatewayService on the router: every command goes through the Dispatcher, so unary
+calls, batches and streams are all coalesced into the same per-shard batches.
+
+Statuses are the shard's for the same input (shared ``api`` validation and status table):
+unary calls fail with the CommandError's status and trailer, batches and streams carry
+the CommandError per command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from api.request_validation import (
+    validate_get_order_book_request,
+    validate_get_order_request,
+    validate_submit_batch_request,
+    validate_trade_request,
+)
+from api.status import (
+    COMMAND_ERROR_TRAILER,
+    STATUS_DETAILS_TRAILER,
+    abort_malformed,
+    abort_with_code,
+    command_error_status,
+)
+from api.validation import Violation
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
+from router.config import RouterConfig
+from router.links import LinkSet
+from router.routing import Dispatcher, Table
+from router.streams import TradeSession, run_session
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Stub = gateway_pb2_grpc.OrderGatewayServiceStub
+T = TypeVar("T")
+_FORWARDED_TRAILERS = (COMMAND_ERROR_TRAILER, STATUS_DETAILS_TRAILER)
+
+
+class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
+    def __init__(
+        self, dispatcher: Dispatcher, links: LinkSet, table: Table, config: RouterConfig
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._links = links
+        self._table = table
+        self._config = config
+        self._closing: set[asyncio.Task[Any]] = set()  # Trade streams cleaning up
+
+    async def drain(self, timeout: float) -> None:
+        """Let ended Trade streams finish their clean-up (cancel-on-disconnect) before the
+        links close; bounded by ``timeout``."""
+        await asyncio.sleep(0)  # streams cancelled by the server's stop start their clean-up
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=timeout)
+
+    def _deadline(self, context: Context | None, *, stream: bool = False) -> int:
+        """ns since the epoch: the caller's deadline, else request_timeout from now. A
+        stream's deadline bounds the whole stream, so its commands get request_timeout at
+        most (a shard never executes a command older than that)."""
+        timeout = self._config.request_timeout
+        remaining = context.time_remaining() if context is not None else None
+        if remaining is not None:
+            timeout = min(timeout, remaining) if stream else remaining
+        return time.time_ns() + int(timeout * 1e9)
+
+    # --- one command per call ---------------------------------------------------------
+
+    async def SubmitOrder(
+        self, request: gateway_pb2.SubmitOrderRequest, context: Context
+    ) -> gateway_pb2.SubmitOrderResponse:
+        command = orders_pb2.OrderCommand(place_order=request.order)
+        return gateway_pb2.SubmitOrderResponse(report=(await self._one(command, context)).report)
+
+    async def CancelOrder(
+        self, request: gateway_pb2.CancelOrderRequest, context: Context
+    ) -> gateway_pb2.CancelOrderResponse:
+        command = orders_pb2.OrderCommand(cancel_order=request.cancel)
+        return gateway_pb2.CancelOrderResponse(report=(await self._one(command, context)).report)
+
+    async def AmendOrder(
+        self, request: gateway_pb2.AmendOrderRequest, context: Context
+    ) -> gateway_pb2.AmendOrderResponse:
+        command = orders_pb2.OrderCommand(amend_order=request.amend)
+        return gateway_pb2.AmendOrderResponse(report=(await self._one(command, context)).report)
+
+    async def MassCancel(
+        self, request: gateway_pb2.MassCancelRequest, context: Context
+    ) -> gateway_pb2.MassCancelResponse:
+        command = orders_pb2.OrderCommand(mass_cancel=request.mass_cancel)
+        result = await self._one(command, context)
+        return gateway_pb2.MassCancelResponse(result=result.mass_cancel)
+
+    async def _one(
+        self, command: orders_pb2.OrderCommand, context: Context
+    ) -> orders_pb2.CommandResult:
+        (result,) = await self._dispatcher.execute([command], self._deadline(context))
+        if result.WhichOneof("result") == "error":
+            await context.abort_with_status(command_error_status(result.error))
+        return result
+
+    # --- batches and streams ----------------------------------------------------------
+
+    async def SubmitBatch(
+        self, request: gateway_pb2.SubmitBatchRequest, context: Context
+    ) -> gateway_pb2.SubmitBatchResponse:
+        await _abort_if(validate_submit_batch_request(request), context)
+        results = await self._dispatcher.execute(request.commands, self._deadline(context))
+        return gateway_pb2.SubmitBatchResponse(results=results)
+
+    async def Trade(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[gateway_pb2.TradeRequest], context: Context
+    ) -> None:
+        session = TradeSession(self._config.stream_inflight, self._config.stream_write_timeout)
+        subscriptions = self._links.subscriptions
+
+        async def read() -> None:
+            first = True
+            async for request in request_iterator:
+                await _abort_if(validate_trade_request(request, first_message=first), context)
+                first = False
+                if request.HasField("options"):
+                    options = request.options
+                    session.accounts = list(dict.fromkeys(options.accounts))
+                    session.cancel_on_disconnect = options.cancel_on_disconnect
+                    subscriptions.add(session, session.accounts, session.cancel_on_disconnect)
+                if request.commands:
+                    await session.enqueue(functools.partial(self._trade, request, context))
+
+        async def close(clean: bool) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._closing.add(task)
+            try:
+                if session.cancel_on_disconnect and session.accounts and not clean:
+                    await self._cancel_accounts(session.accounts)
+            finally:
+                subscriptions.remove(session, session.accounts, session.cancel_on_disconnect)
+                if task is not None:
+                    self._closing.discard(task)
+
+        await run_session(session, context, read, close)
+
+    async def _trade(
+        self, request: gateway_pb2.TradeRequest, context: Context
+    ) -> gateway_pb2.TradeResponse:
+        deadline = self._deadline(context, stream=True)
+        results = await self._dispatcher.execute(request.commands, deadline)
+        return gateway_pb2.TradeResponse(results=results)
+
+    async def _cancel_accounts(self, accounts: list[str]) -> None:
+        """Cancel-on-disconnect: a mass cancel of each account on every shard."""
+        commands = [
+            orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(account=account))
+            for account in accounts
+        ]
+        results = await self._dispatcher.execute(commands, self._deadline(None))
+        failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
+                     for r in results)  # fmt: skip
+        if failed:
+            log.warning("cancel-on-disconnect: %d shard(s) not reached for %d account(s)",
+                        failed, len(accounts))  # fmt: skip
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def GetOrder(
+        self, request: gateway_pb2.GetOrderRequest, context: Context
+    ) -> gateway_pb2.GetOrderResponse:
+        await _abort_if(validate_get_order_request(request), context)
+        stub = await self._owner(request.symbol, context)
+        timeout = self._timeout(context)
+        call = cast(
+            "Awaitable[gateway_pb2.GetOrderResponse]", stub.GetOrder(request, timeout=timeout)
+        )
+        return await _forward(context, call)
+
+    async def GetOrderBook(
+        self, request: gateway_pb2.GetOrderBookRequest, context: Context
+    ) -> gateway_pb2.GetOrderBookResponse:
+        await _abort_if(validate_get_order_book_request(request), context)
+        return await self._book_from_shard(request, context)
+
+    async def _book_from_shard(
+        self, request: gateway_pb2.GetOrderBookRequest, context: Context
+    ) -> gateway_pb2.GetOrderBookResponse:
+        """The owner's committed book (to be served from Redis by the market data issue)."""
+        stub = await self._owner(request.symbol, context)
+        timeout = self._timeout(context)
+        call = cast(
+            "Awaitable[gateway_pb2.GetOrderBookResponse]",
+            stub.GetOrderBook(request, timeout=timeout),
+        )
+        return await _forward(context, call)
+
+    async def StreamMarketData(
+        self, request: gateway_pb2.StreamMarketDataRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.StreamMarketDataResponse]:
+        await abort_with_code(
+            context, grpc.StatusCode.UNIMPLEMENTED, "market data streams are not implemented yet"
+        )
+        yield gateway_pb2.StreamMarketDataResponse()  # pragma: no cover - abort raises
+
+    async def _owner(self, symbol: str, context: Context) -> Stub:
+        """The read stub of the symbol's reachable ACTIVE owner, else the shard's status for
+        an unknown (NOT_FOUND) or unserved (UNAVAILABLE) symbol."""
+        assignment = self._table.assignment(symbol)
+        if assignment is None:
+            await abort_with_code(context, grpc.StatusCode.NOT_FOUND, f"unknown symbol {symbol}")
+        link = self._links.get(assignment.shard_id) if assignment.routable() else None
+        if link is None or not link.ready:
+            await abort_with_code(
+                context, grpc.StatusCode.UNAVAILABLE, f"{symbol} has no reachable owner; retry"
+            )
+        return link.reads
+
+    def _timeout(self, context: Context) -> float:
+        return max(0.0, (self._deadline(context) - time.time_ns()) / 1e9)
+
+
+async def _forward(context: Context, call: Awaitable[T]) -> T:
+    """The shard's answer, or its status (code, text and our trailers) as ours."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as err:
+        trailers = tuple(
+            (k, v) for k, v in (err.trailing_metadata() or ()) if k in _FORWARDED_TRAILERS
+        )
+        await abort_with_code(context, err.code(), err.details() or "", trailers)
+        raise  # pragma: no cover - abort raises
+
+
+async def _abort_if(violations: list[Violation], context: Context) -> None:
+    if violations:
+        await abort_malformed(context, violations)

@@ -1,0 +1,134 @@
+"""Unit tests of the link's batching and failure answers and of the symbol buffers: no
+sockets (a link's channel is created but never used), no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from matching.v1 import orders_pb2, shard_pb2, types_pb2
+from router.buffers import WAIT, Route, SymbolBuffers
+from router.errors import LinkClosed, LinkOverloaded
+from router.link import LinkHooks, Part, ShardLink
+from tests.router.support import router_config
+
+RC = types_pb2.RejectCode
+
+
+def _body(i: int) -> bytes:
+    command = orders_pb2.OrderCommand(
+        correlation_id=999, place_order=orders_pb2.PlaceOrder(symbol="BTC-USDT", price=i)
+    )
+    return command.SerializeToString()
+
+
+def _part(n: int, start: int = 0, deadline: int = 5, seq: int = 0) -> Part:
+    return Part(list(range(n)), [_body(start + i) for i in range(n)], [deadline] * n, seq)
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[ShardLink]:
+    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
+    config = router_config(batch_max_commands=3, link_max_queued=8)
+    link = ShardLink("shard-x", "127.0.0.1:1", config, hooks)
+    link.ready = True  # as if a stream were open; nothing is ever sent
+    yield link
+    link.ready = False
+    await link.close()
+
+
+def _take(link: ShardLink) -> shard_pb2.ExecuteRequest | None:
+    raw = link._take()
+    return None if raw is None else shard_pb2.ExecuteRequest.FromString(raw)
+
+
+async def test_batches_are_capped_split_and_ordered(link: ShardLink) -> None:
+    first, second = _part(2, 0, deadline=7), _part(3, 10, deadline=9)
+    link.submit(first)
+    link.submit(second)
+    assert link.queued == 5
+    one, two = _take(link), _take(link)
+    assert one is not None and two is not None and _take(link) is None
+    assert (one.batch_id, two.batch_id) == (1, 2)
+    assert [c.correlation_id for c in one.commands] == [1, 2, 3]  # capped at 3, split
+    assert [c.correlation_id for c in two.commands] == [4, 5]
+    assert [c.deadline_unix_nanos for c in (*one.commands, *two.commands)] == [7, 7, 9, 9, 9]
+    assert [c.place_order.price for c in (*one.commands, *two.commands)] == [0, 1, 10, 11, 12]
+    assert link.queued == 0 and first.sent == 2 and second.sent == 3
+
+
+async def test_answers_by_correlation_id_and_the_bound(link: ShardLink) -> None:
+    part = _part(3)
+    link.submit(part)
+    with pytest.raises(LinkOverloaded):
+        link.submit(_part(6))  # 3 + 6 > 8
+    request = _take(link)
+    assert request is not None
+    for command in reversed(request.commands):  # any order
+        result = orders_pb2.CommandResult(correlation_id=command.correlation_id)
+        result.report.seq = command.correlation_id
+        link._pending.pop(command.correlation_id).answer(command.correlation_id - part.base,
+                                                         result)  # fmt: skip
+    assert part.future.done()
+    assert [r.report.seq for r in part.results if r is not None] == [1, 2, 3]
+
+
+async def test_a_caller_that_gave_up_is_not_sent(link: ShardLink) -> None:
+    gone, kept = _part(2), _part(1, 5)
+    link.submit(gone)
+    link.submit(kept)
+    gone.future.cancel()
+    request = _take(link)
+    assert request is not None and [c.place_order.price for c in request.commands] == [5]
+    assert link.queued == 0
+
+
+async def test_a_lost_stream_answers_sent_unknown_and_unsent_not_sent(link: ShardLink) -> None:
+    sent, unsent = _part(3), _part(2)
+    link.submit(sent)
+    link.submit(unsent)
+    assert _take(link) is not None  # the first three go out
+    link._lost("test")
+    assert not link.ready and link.queued == 0
+    assert {r.error.reason for r in sent.results if r is not None} == {
+        RC.REJECT_CODE_OUTCOME_UNKNOWN
+    }
+    assert {r.error.reason for r in unsent.results if r is not None} == {
+        RC.REJECT_CODE_SHUTTING_DOWN
+    }
+    assert sent.future.done() and unsent.future.done() and unsent.shard_id == ""
+    with pytest.raises(LinkClosed):
+        link.submit(_part(1))
+
+
+async def test_buffers_keep_arrival_order_and_their_bounds(link: ShardLink) -> None:
+    route: dict[str, Route] = {"BTC-USDT": WAIT}
+    buffers = SymbolBuffers(4, 60.0, lambda symbol: route[symbol])
+    later, latest, retried = _part(1, 20, seq=5), _part(1, 30, seq=6), _part(1, 10, seq=3)
+    for part in (later, latest, retried):
+        buffers.add("BTC-USDT", part)
+    full = _part(2, seq=7)
+    buffers.add("BTC-USDT", full)  # 3 + 2 > 4: refused at once
+    assert full.future.done() and full.final
+    assert {r.error.reason for r in full.results if r is not None} == {RC.REJECT_CODE_SYMBOL_MOVING}
+    buffers.drain()
+    assert buffers.count("BTC-USDT") == 3 and link.queued == 0  # still not routable
+    route["BTC-USDT"] = link
+    buffers.drain()
+    assert not buffers.holds("BTC-USDT")
+    request = _take(link)
+    assert request is not None
+    assert [c.place_order.price for c in request.commands] == [10, 20, 30]  # retried first
+
+
+async def test_buffered_commands_expire(link: ShardLink) -> None:
+    buffers = SymbolBuffers(10, 0.0, lambda _: WAIT)
+    part = _part(2)
+    buffers.add("ETH-USDT", part)
+    await asyncio.wait_for(part.future, 5.0)  # the timer runs on the next loop turn
+    assert part.final and not buffers.holds("ETH-USDT")
+    error = part.results[0].error if part.results[0] is not None else None
+    assert error is not None and error.reason == RC.REJECT_CODE_SYMBOL_MOVING
+    assert error.code == types_pb2.ERROR_CODE_UNAVAILABLE and error.retryable

@@ -1,0 +1,90 @@
+"""`spotmatch up` / `spotmatch down`: a whole local cluster (etcd, Postgres, Redis Cluster,
+two shards, one router) started, operated with `spotmatch ctl`, and stopped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from spotmatch import ctl_cli, up_cli
+from tools.cluster.processes import is_same_process
+from tools.cluster.state import read_state
+
+HEALTH_TIMEOUT = 5.0
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT)
+        status: int = reply.status
+        return status
+
+
+def _ctl(run_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = ctl_cli.main(["--run-dir", str(run_dir), *args])
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    return code, captured.out
+
+
+def _check_status(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _ctl(run_dir, capsys, "status", "--json")
+    assert code == 0
+    status = json.loads(out)
+    assert {s["shard_id"]: s["health"] for s in status["shards"]} == {
+        "shard-1": "SERVING",
+        "shard-2": "SERVING",
+    }
+    assert {a["symbol"]: a["state"] for a in status["assignments"]} == {
+        "BTC-USD": "active",
+        "ETH-USD": "active",
+    }
+    assert status["controller"] in {"shard-1", "shard-2"}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_up_status_halt_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    up = ["up", "--run-dir", str(run_dir), "--shards", "2", "--routers", "1"]
+    up += ["--symbols", "BTC-USD,ETH-USD", "--timeout", "120"]
+    state = None
+    try:
+        assert up_cli.main(up) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        state = read_state(run_dir)
+        assert state is not None
+        assert out.index(state.router_addresses[0]) < out.index(state.shard_addresses[0])
+        assert len(state.router_addresses) == 1
+        assert len(state.shard_addresses) == 2
+        for address in (*state.router_addresses, *state.shard_addresses):
+            assert _health(address) == health_pb2.HealthCheckResponse.SERVING, address
+
+        _check_status(run_dir, capsys)
+        code, out = _ctl(run_dir, capsys, "symbols", "halt", "BTC-USD", "--reason", "test")
+        assert code == 0
+        assert out.startswith("halted BTC-USD on shard-")
+        code, out = _ctl(run_dir, capsys, "--json", "symbols", "list")
+        assert {s["symbol"]: s["status"] for s in json.loads(out)} == {
+            "BTC-USD": "HALTED",  # committed: the shard's batch wrote it to Postgres
+            "ETH-USD": "TRADING",
+        }
+
+        assert up_cli.main(up) == 1  # twice without down
+        assert "already running" in capsys.readouterr().err
+    finally:
+        down_code = up_cli.main(["down", "--run-dir", str(run_dir)])
+    out = capsys.readouterr().out
+    assert down_code == 0
+    assert "cluster stopped" in out
+    assert state is not None
+    assert all(not is_same_process(p) for p in state.processes)
+    assert {p.kind for p in state.processes} == {"router", "shard", "redis", "etcd", "postgres"}
+    assert read_state(run_dir) is None
+    assert up_cli.main(["down", "--run-dir", str(run_dir)]) == 0
+    assert "nothing is running" in capsys.readouterr().out

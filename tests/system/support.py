@@ -1,0 +1,116 @@
+"""Multi-process clusters for system tests: real etcd, real Postgres, shard processes in
+cluster mode (each also a controller candidate), an etcd admin client, polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.etcd import EtcdRegistry
+from cluster.model import AssignmentState, ClusterView
+from tests.shard.support import prepare_db
+from tools.services.etcd import EtcdServer
+from tools.services.router_process import RouterProcess
+from tools.services.shard_process import ShardProcess
+
+SYMBOLS = ("BTC-USDT", "ETH-USDT")
+LEASE_TTL = 2  # etcd's minimum: failover tests wait TTL + 2 s at most
+
+
+@dataclass
+class SystemCluster:
+    etcd: EtcdServer
+    dsn: str
+    log_dir: Path
+    admin: EtcdRegistry
+    shards: dict[str, ShardProcess] = field(default_factory=dict)
+    routers: dict[str, RouterProcess] = field(default_factory=dict)
+
+    def start_router(self, router_id: str) -> RouterProcess:
+        proc = RouterProcess(self.etcd.endpoint, self.log_dir, router_id)
+        proc.start()
+        self.routers[router_id] = proc
+        return proc
+
+    def start_shard(self, shard_id: str) -> ShardProcess:
+        proc = ShardProcess(
+            self.dsn,
+            self.log_dir,
+            (),
+            shard_id=shard_id,
+            extra_args=("--etcd", self.etcd.endpoint, "--lease-ttl", str(LEASE_TTL)),
+        )
+        proc.start()
+        self.shards[shard_id] = proc
+        return proc
+
+    def address(self, shard_id: str) -> str:
+        return self.shards[shard_id].target
+
+    async def view(self) -> ClusterView:
+        return await self.admin.snapshot()
+
+    async def until(
+        self, check: Callable[[ClusterView], bool], timeout: float = 20.0, what: str = ""
+    ) -> ClusterView:
+        """Poll the registry until ``check`` holds (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        view = ClusterView()
+        while time.monotonic() < deadline:
+            try:
+                view = await self.admin.snapshot()
+                if check(view):
+                    return view
+            except Exception:  # etcd may be down in a fault test: keep polling
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what or check}; last view: {view}")
+
+    def logs(self) -> str:
+        procs: dict[str, ShardProcess | RouterProcess] = {**self.shards, **self.routers}
+        return "\n".join(f"--- {name}\n{p.log_tail(30)}" for name, p in procs.items())
+
+
+def all_active(symbols: tuple[str, ...] = SYMBOLS) -> Callable[[ClusterView], bool]:
+    def check(view: ClusterView) -> bool:
+        return all(
+            s in view.assignments
+            and view.assignments[s].state is AssignmentState.ACTIVE
+            and view.assignments[s].shard_id in view.shards
+            for s in symbols
+        )
+
+    return check
+
+
+@asynccontextmanager
+async def system_cluster(
+    etcd: EtcdServer,
+    dsn: str,
+    log_dir: Path,
+    shard_ids: tuple[str, ...],
+    router_ids: tuple[str, ...] = (),
+) -> AsyncIterator[SystemCluster]:
+    await prepare_db(dsn)
+    admin = EtcdRegistry([etcd.endpoint])
+    await admin.connect()
+    cluster = SystemCluster(etcd, dsn, log_dir, admin)
+    try:
+        for shard_id in shard_ids:
+            cluster.start_shard(shard_id)
+        for symbol in SYMBOLS:
+            await admin.add_symbol(symbol)
+        await cluster.until(all_active(), what="all symbols active")
+        for router_id in router_ids:
+            cluster.start_router(router_id)
+        yield cluster
+    finally:
+        for router in cluster.routers.values():
+            router.stop(timeout=15)
+        for proc in cluster.shards.values():
+            proc.stop(timeout=15)
+        await admin.close()

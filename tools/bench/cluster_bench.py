@@ -1,0 +1,262 @@
+"""`spotmatch bench cluster`: a local cluster driven through one router, against its ceiling.
+
+Starts a local cluster (tools/cluster/launcher.py: etcd, Postgres, Redis Cluster, shards,
+routers) and the raw two-hop pair (tools/bench/passthrough.py), creates the bench symbols
+and waits until each is ACTIVE and tradable through the router. Then, per run:
+1. max throughput: ``clients`` Trade streams through the router, ``window`` messages of
+   ``batch`` commands in flight each;
+2. open loop at ``rate`` orders/s (default: half of this run's maximum), latency from each
+   message's due time (no coordinated omission);
+3. unary: ``unary_clients`` concurrent SubmitOrder callers through the router;
+4. the raw two-hop ceiling: the same Trade load and the same unary load through the
+   passthrough pair, in the same run, so ``ratio`` compares like with like on a drifting box;
+then reconciles every acknowledged order id against Postgres' ``orders`` table. With several
+runs every figure is the median over runs (each run is kept in ``run_results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .cluster_setup import bench_symbols, create_bench_symbols, missing_acks, wait_routable
+from .load import ClientFlow, LoadResult, percentile, run_client
+from .output import Progress
+from .passthrough import PassthroughPair
+from .timeline import timeline
+from .unary_load import run_unary
+
+MAX_MESSAGES = 10_000_000  # per stream, closed loop: the duration is the real bound
+_ROUTER_PHASES = ("max", "open_loop", "unary")
+_RAW_PHASES = ("raw_two_hop", "raw_two_hop_unary")
+
+
+@dataclass(frozen=True)
+class ClusterBenchParams:
+    clients: int = 4
+    batch: int = 100
+    window: int = 4
+    duration_s: float = 10.0
+    rate: float | None = None  # open-loop orders/s; None: half of the run's measured maximum
+    unary_clients: int = 64
+    symbols: int = 8
+    runs: int = 1
+    seed: int = 1
+    shards: int = 3
+    routers: int = 2
+    plot: Path | None = None
+
+
+async def drive_streams(
+    target: str, symbols: list[str], p: ClusterBenchParams, rate: float | None, run: str
+) -> tuple[LoadResult, float]:
+    """``p.clients`` Trade streams (closed loop, or open loop at ``rate`` orders/s)."""
+    per_client = rate / p.clients / p.batch if rate else None
+    messages = int(per_client * p.duration_s) if per_client else MAX_MESSAGES
+    flows = [ClientFlow(c, symbols, p.seed, run) for c in range(p.clients)]
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(
+            run_client(target, f, p.batch, messages, per_client, p.window, p.duration_s)
+            for f in flows
+        )
+    )
+    total = LoadResult()
+    for r in results:
+        total.merge(r)
+    total.elapsed_s = max(r.elapsed_s for r in results)
+    return total, started
+
+
+def summarize(result: LoadResult) -> dict[str, Any]:
+    lat = result.latencies_ms
+    return {
+        "orders_per_sec": round(result.orders / result.elapsed_s) if result.elapsed_s else 0,
+        "orders": result.orders,
+        "p50_ms": round(percentile(lat, 0.50), 2),
+        "p99_ms": round(percentile(lat, 0.99), 2),
+        "p999_ms": round(percentile(lat, 0.999), 2),
+        "errors": result.errors + len(result.rpc_failures),
+        "error_reasons": dict(result.error_reasons),
+        "rpc_failures": result.rpc_failures[:5],
+    }
+
+
+async def one_run(
+    n: int, router: str, raw: str, symbols: list[str], p: ClusterBenchParams, progress: Progress
+) -> tuple[dict[str, Any], list[int]]:
+    """One run of every phase; returns its record and the order ids acknowledged."""
+    tag = f"{time.strftime('%H%M%S')}-{n}"  # accounts (and so client order ids) are per run
+    where = f"run {n + 1}/{p.runs}:"
+    progress.update(f"{where} max throughput through the router, {p.duration_s:g}s")
+    peak, peak_start = await drive_streams(router, symbols, p, None, f"max-{tag}")
+    peak_summary = summarize(peak)
+    rate = p.rate or max(1_000.0, peak_summary["orders_per_sec"] / 2)
+    progress.update(f"{where} open loop at {rate:,.0f} orders/s")
+    steady, steady_start = await drive_streams(router, symbols, p, rate, f"open-{tag}")
+    progress.update(f"{where} unary, {p.unary_clients} callers in flight")
+    unary = await run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
+    progress.update(f"{where} raw two-hop ceiling (passthrough pair)")
+    ceiling, _ = await drive_streams(raw, symbols, p, None, f"raw-{tag}")
+    raw_unary = await run_unary(raw, symbols, p.unary_clients, p.duration_s, p.seed, "raw")
+    record: dict[str, Any] = {
+        "max": peak_summary,
+        "open_loop": {"rate": round(rate), **summarize(steady)},
+        "unary": summarize(unary),
+        "raw_two_hop": summarize(ceiling),
+        "raw_two_hop_unary": summarize(raw_unary),
+        "timeline": {
+            "max": timeline(peak, peak_start, p.duration_s),
+            "open_loop": timeline(steady, steady_start, p.duration_s),
+        },
+    }
+    record["ratio"] = _ratio(record["max"], record["raw_two_hop"])
+    record["unary_ratio"] = _ratio(record["unary"], record["raw_two_hop_unary"])
+    acked = peak.acked_order_ids + steady.acked_order_ids + unary.acked_order_ids
+    return record, acked
+
+
+def _ratio(measured: dict[str, Any], ceiling: dict[str, Any]) -> float:
+    top = ceiling["orders_per_sec"]
+    return round(measured["orders_per_sec"] / top, 3) if top else 0.0
+
+
+def bench_cluster(p: ClusterBenchParams, progress: Progress) -> tuple[dict[str, Any], list[str]]:
+    """Start the cluster and the passthrough pair, measure, stop both (also on failure)."""
+    from tools.cluster.launcher import LocalCluster  # noqa: PLC0415 - heavy, bench-only
+
+    with tempfile.TemporaryDirectory(prefix="spotmatch-bench-cluster-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "cluster", shards=p.shards, routers=p.routers)
+        progress.update(f"starting a local cluster: {p.shards} shards, {p.routers} routers")
+        cluster.start()  # stops what it started and raises if anything fails to start
+        try:
+            progress.update("starting the raw two-hop pair")
+            with PassthroughPair(Path(tmp) / "passthrough") as pair:
+                endpoints = _Endpoints(
+                    router=cluster.router_addresses[0],
+                    raw=pair.target,
+                    etcd=cluster.etcd_endpoint,
+                    etcd_prefix=cluster.etcd_prefix,
+                    pg_dsn=cluster.pg_dsn,
+                )
+                result = asyncio.run(_measure(endpoints, p, progress))
+        finally:
+            progress.update("stopping the cluster")
+            cluster.stop()
+    if p.plot is not None:
+        result["plot"] = str(_plot(result, p.plot))
+    progress.done()
+    return result, _lines(result)
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    router: str
+    raw: str  # the passthrough proxy
+    etcd: str
+    etcd_prefix: str
+    pg_dsn: str
+
+
+async def _measure(e: _Endpoints, p: ClusterBenchParams, progress: Progress) -> dict[str, Any]:
+    symbols = bench_symbols(p.symbols)
+    progress.update(f"creating {len(symbols)} symbols; waiting until each is ACTIVE")
+    await create_bench_symbols(e.etcd, e.etcd_prefix, e.pg_dsn, symbols)
+    acked = await wait_routable(e.router, symbols)
+    progress.update("warm-up")
+    warm = ClusterBenchParams(clients=1, batch=p.batch, window=p.window, duration_s=1.0)
+    for target in (e.router, e.raw):
+        result, _ = await drive_streams(target, symbols, warm, None, f"warm-{time.time_ns()}")
+        if target == e.router:
+            acked += result.acked_order_ids
+    runs = []
+    for n in range(p.runs):
+        record, ids = await one_run(n, e.router, e.raw, symbols, p, progress)
+        runs.append(record)
+        acked += ids
+    progress.update(f"reconciling {len(set(acked)):,} acknowledged orders against Postgres")
+    missing = await asyncio.to_thread(missing_acks, e.pg_dsn, acked)
+    return _result(runs, p, e.router, len(set(acked)), missing)
+
+
+def _result(
+    runs: list[dict[str, Any]], p: ClusterBenchParams, router: str, acked: int, missing: int
+) -> dict[str, Any]:
+    def med(phase: str, key: str) -> float:
+        return round(float(statistics.median(r[phase][key] for r in runs)), 2)
+
+    ops, raw = med("max", "orders_per_sec"), med("raw_two_hop", "orders_per_sec")
+    unary, raw_unary = med("unary", "orders_per_sec"), med("raw_two_hop_unary", "orders_per_sec")
+    return {
+        "target": "cluster",
+        "orders_per_sec": round(ops),
+        "p50_ms": med("open_loop", "p50_ms"),
+        "p99_ms": med("open_loop", "p99_ms"),
+        "errors": sum(r[ph]["errors"] for r in runs for ph in _ROUTER_PHASES),
+        "raw_two_hop_orders_per_sec": round(raw),
+        "ratio": round(ops / raw, 3) if raw else 0.0,
+        "unary_orders_per_sec": round(unary),
+        "unary_p50_ms": med("unary", "p50_ms"),
+        "unary_p99_ms": med("unary", "p99_ms"),
+        "raw_two_hop_unary_orders_per_sec": round(raw_unary),
+        "unary_ratio": round(unary / raw_unary, 3) if raw_unary else 0.0,
+        "max_p50_ms": med("max", "p50_ms"),
+        "max_p99_ms": med("max", "p99_ms"),
+        "open_loop_rate": round(med("open_loop", "rate")),
+        "open_loop_orders_per_sec": round(med("open_loop", "orders_per_sec")),
+        "raw_errors": sum(
+            r[ph]["errors"] for r in runs for ph in ("raw_two_hop", "raw_two_hop_unary")
+        ),
+        "acked_orders": acked,
+        "missing_acks": missing,
+        "runs": len(runs),
+        "router": router,
+        "params": {k: v for k, v in asdict(p).items() if k != "plot"},
+        "run_results": runs,
+    }
+
+
+def _plot(result: dict[str, Any], path: Path) -> Path:
+    from .plot import write_plot  # noqa: PLC0415 - matplotlib only when a plot is asked for
+
+    runs = sorted(result["run_results"], key=lambda r: r["max"]["orders_per_sec"])
+    median_run = runs[len(runs) // 2]
+    rate = median_run["open_loop"]["rate"]
+    phases = {
+        f"max throughput: {median_run['max']['orders_per_sec']:,} orders/s": median_run["timeline"][
+            "max"
+        ],
+        f"open loop at {rate:,} orders/s": median_run["timeline"]["open_loop"],
+    }
+    p = result["params"]
+    title = (
+        f"spotmatch bench cluster: {p['shards']} shards, one router, {p['clients']} Trade"
+        f" streams x {p['window']} x {p['batch']} orders (0.5 s buckets)"
+    )
+    return write_plot(path, phases, title)
+
+
+def _lines(r: dict[str, Any]) -> list[str]:
+    runs = f" (medians of {r['runs']} runs)" if r["runs"] > 1 else ""
+    return [
+        f"through one router{runs}:",
+        f"  max throughput: {r['orders_per_sec']:,} orders/s  p50 {r['max_p50_ms']} ms"
+        f"  p99 {r['max_p99_ms']} ms",
+        f"  open loop at {r['open_loop_rate']:,}/s: {r['open_loop_orders_per_sec']:,} orders/s"
+        f"  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms",
+        f"  unary, {r['params']['unary_clients']} callers: {r['unary_orders_per_sec']:,}"
+        f" orders/s  p50 {r['unary_p50_ms']} ms  p99 {r['unary_p99_ms']} ms",
+        f"  errors: {r['errors']}",
+        f"raw two-hop ceiling (client -> proxy -> echo server, same run):"
+        f" {r['raw_two_hop_orders_per_sec']:,} orders/s streamed,"
+        f" {r['raw_two_hop_unary_orders_per_sec']:,} unary",
+        f"ratio: {r['ratio']:.2f} streamed, {r['unary_ratio']:.2f} unary",
+        f"reconciliation: {r['acked_orders']:,} acknowledged orders,"
+        f" {r['missing_acks']} missing from Postgres",
+        *([f"plot: {r['plot']}"] if r.get("plot") else []),
+    ]
