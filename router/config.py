@@ -28,6 +28,7 @@ class RouterConfig:
     link_inflight_batches: int = 4  # unanswered batches per link; more waits, batches grow
     link_max_queued: int = 100_000  # unsent commands per link; beyond: RESOURCE_EXHAUSTED
     link_connect_timeout: float = 5.0  # one connection attempt to a shard
+    link_write_timeout: float = 10.0  # a shard taking no batch for this long: reconnect
     # Commands for a symbol without a reachable ACTIVE owner (moving, loading, link down)
     # wait in a per-symbol buffer; beyond either bound: UNAVAILABLE / SYMBOL_MOVING.
     buffer_max_commands: int = 10_000

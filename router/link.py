@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 EXECUTE_METHOD = "/matching.v1.ShardService/Execute"
 _BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_STABLE_SECONDS = 1.0  # a stream that lived this long was a real connection
+_WARN_EVERY = 30  # while a shard stays unreachable, one warning per this many attempts
 _FRAME_OVERHEAD = 32  # tag, length, correlation id and deadline around a command's bytes
 
 CommandResult = orders_pb2.CommandResult
@@ -96,9 +98,9 @@ class LinkHooks:
     subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]  # state to (re)send
 
 
-def channel_options(config: RouterConfig) -> list[tuple[str, int]]:
-    """Message limits and keepalive equal to the shard's (shard.server.grpc_options), plus a
-    short reconnect backoff: a restarted shard is found again within about a second."""
+def grpc_options(config: RouterConfig) -> list[tuple[str, int]]:
+    """Message limits and keepalive, the same as the shard's (shard.server.grpc_options)
+    so that both ends agree; the router's server uses them too."""
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -106,6 +108,14 @@ def channel_options(config: RouterConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def channel_options(config: RouterConfig) -> list[tuple[str, int]]:
+    """``grpc_options`` plus a short reconnect backoff: a restarted shard is found again
+    within about a second."""
+    return [
+        *grpc_options(config),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 2_000),
@@ -184,30 +194,40 @@ class ShardLink:
 
     async def _run(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while not self._closing:
-            served = False
+            began = loop.time()
             try:
-                served = await self._serve_once()
+                await self._serve_once()
             except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
-                log.warning("link to shard %s at %s: %s", self.shard_id, self.address,
-                            _describe(exc))  # fmt: skip
+                if failures % _WARN_EVERY == 0:  # a shard that stays down: not every retry
+                    log.warning("link to shard %s at %s: %s", self.shard_id, self.address,
+                                _describe(exc))  # fmt: skip
             except Exception:  # the link must outlive any bug in one stream's handling
                 log.exception("link to shard %s failed", self.shard_id)
             finally:
                 self._lost("stream to the shard broke")
-            failures = 0 if served else failures + 1
+            # A stream that lived a while resets the backoff; one that dies at once does not.
+            failures = 0 if loop.time() - began > _STABLE_SECONDS else failures + 1
             await asyncio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
 
-    async def _serve_once(self) -> bool:
+    async def _serve_once(self) -> None:
         timeout = self._config.link_connect_timeout
         await asyncio.wait_for(self._channel.channel_ready(), timeout)
         call = self._execute()
-        first = control_request(
-            router_id=self._config.router_id, subscribe=self._hooks.subscriptions()
-        )
-        await asyncio.wait_for(call.write(first), timeout)
+        try:
+            first = control_request(
+                router_id=self._config.router_id, subscribe=self._hooks.subscriptions()
+            )
+            await asyncio.wait_for(call.write(first), timeout)
+            await self._serve(call)
+        finally:
+            self.ready = False
+            call.cancel()
+
+    async def _serve(self, call: _Call) -> None:
         slots = asyncio.Semaphore(self._config.link_inflight_batches)
-        self._control.clear()  # ``first`` carried the whole subscription state
+        self._control.clear()  # the first message carried the whole subscription state
         self.ready = True
         log.info("link to shard %s at %s is up", self.shard_id, self.address)
         self._hooks.ready(self)
@@ -223,16 +243,15 @@ class ShardLink:
             self.ready = False
             for task in (sender, receiver):
                 task.cancel()
-            call.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
-        return True
 
     async def _send_loop(self, call: _Call, slots: asyncio.Semaphore) -> None:
+        timeout = self._config.link_write_timeout  # a stuck shard must not stall us forever
         while True:
             if self._control:
                 messages, self._control = self._control, []
                 for message in messages:
-                    await call.write(message)
+                    await asyncio.wait_for(call.write(message), timeout)
             elif not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -242,7 +261,7 @@ class ShardLink:
                 if request is None:
                     slots.release()
                 else:
-                    await call.write(request)
+                    await asyncio.wait_for(call.write(request), timeout)
 
     def _take(self) -> bytes | None:
         """Everything queued up to the caps, as one ExecuteRequest."""

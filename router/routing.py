@@ -142,10 +142,11 @@ class Dispatcher:
         fan_outs: list[int] = []
         deadline = request.deadline
         for i, command in enumerate(request.commands):
-            violations = validate_command(command, f"commands[{i}].")
+            violations = validate_command(command)
             kind = command.WhichOneof("command")
             symbol = str(getattr(command, kind).symbol) if kind else ""
-            if violations:
+            if violations:  # again with the field paths the shard reports (rare: no cost)
+                violations = validate_command(command, f"commands[{i}].")
                 error = malformed_command_error(violations, symbol)
                 request.results[i] = CommandResult(error=error)
                 continue

@@ -23,7 +23,7 @@ from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc
 from router.config import RouterConfig
 from router.gateway import RouterGateway
-from router.link import channel_options
+from router.link import grpc_options
 from router.links import LinkSet
 from router.routing import Dispatcher
 from telemetry import server_interceptors, setup_tracing
@@ -52,7 +52,7 @@ class RouterNode:
             log.warning("not every shard link is up yet; their symbols buffer until it is")
         setup_tracing(f"spotmatch-router-{self.config.router_id}")
         server = grpc.aio.server(
-            options=channel_options(self.config)[:6], interceptors=server_interceptors()
+            options=grpc_options(self.config), interceptors=server_interceptors()
         )
         gateway = self.gateway = RouterGateway(self.dispatcher, self.links, self.table, self.config)
         gateway_pb2_grpc.add_OrderGatewayServiceServicer_to_server(gateway, server)

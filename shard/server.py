@@ -76,7 +76,10 @@ class ShardNode:
             open=False,
             configure=configure_connection,
             timeout=config.pg_timeout,
-            kwargs={"connect_timeout": int(config.pg_timeout)},
+            # No server-side prepared statements: a plan cached while the tables were small
+            # (sequential scans) would stay in use as they grow; batches are few and large,
+            # so planning each statement costs little.
+            kwargs={"connect_timeout": int(config.pg_timeout), "prepare_threshold": None},
         )
         self.subscribers = Subscribers()
         writer = BatchWriter(self.pool, timeout=config.pg_timeout)

@@ -83,24 +83,30 @@ async def test_router_process_keeps_trading_when_etcd_goes_away(
 
 
 @pytest.fixture
-async def crashing_shard(pg_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Cluster, Any]]:
-    """A shard process serving BTC that dies right after its second commit."""
+async def crashing_shard(
+    pg_dsn: str, tmp_path: Path
+) -> AsyncIterator[tuple[Cluster, list[ShardProcess]]]:
+    """A shard process serving BTC that dies right after its second commit; the test adds
+    its restarts to the list, all stopped after the test's routers (a shard's graceful stop
+    waits for open Execute streams)."""
     async with cluster(pg_dsn) as state:
         process = ShardProcess(pg_dsn, tmp_path, (BTC,), "shard-a", "after_commit=crash:2")
-        state.ports["shard-a"] = process.port
+        processes = [process]
         await asyncio.to_thread(process.start)
         try:
             await state.admin.register_shard(ShardRecord("shard-a", process.target), 5)
             await state.assign(BTC, "shard-a")
-            yield state, process
+            yield state, processes
         finally:
-            await asyncio.to_thread(process.stop)
+            for each in processes:
+                await asyncio.to_thread(each.stop)
 
 
 async def test_a_shard_crash_after_commit_is_outcome_unknown_then_replayed(
-    crashing_shard: tuple[Cluster, Any], tmp_path: Path
+    crashing_shard: tuple[Cluster, list[ShardProcess]], tmp_path: Path
 ) -> None:
-    state, process = crashing_shard
+    state, processes = crashing_shard
+    process = processes[0]
     async with running_router(state, buffer_max_seconds=30.0) as (router, stub):
         maker = await submit_order(stub, limit(BTC, "maker", SELL, 2, 100, "m1"))
         taker = limit(BTC, "taker", BUY, 2, 100, "t1")
@@ -112,13 +118,11 @@ async def test_a_shard_crash_after_commit_is_outcome_unknown_then_replayed(
         assert process.wait_exit(10) == 137
         restarted = ShardProcess(state.dsn, tmp_path, (BTC,), "shard-a")
         restarted.port = process.port
+        processes.append(restarted)
         await asyncio.to_thread(restarted.start)
-        try:
-            link = router.links.get("shard-a")
-            assert link is not None and await wait_until(lambda: link.ready, 10.0)
-            again = await submit_order(stub, taker)  # the same client order id
-        finally:
-            await asyncio.to_thread(restarted.stop)
+        link = router.links.get("shard-a")
+        assert link is not None and await wait_until(lambda: link.ready, 10.0)
+        again = await submit_order(stub, taker)  # the same client order id
     assert again.replayed and again.status == T.ORDER_STATUS_FILLED
     assert [f.maker_order_id for f in again.fills] == [maker.order_id]
     summary = check_durable_record(state.dsn, [maker.order_id, again.order_id])
