@@ -45,7 +45,7 @@ async def test_planned_move_under_load_rejects_and_loses_nothing(
         target = next(s for s in shard_ids if s != source)
         moved = await move(cluster.admin, SYMBOL, target, wait=20.0)
         result = await running
-        assert moved.completed, moved
+        assert moved.completed and moved.observed_pause is not None, moved
         assert result.rpc_failures == [], result.rpc_failures
         assert result.errors == 0, result.error_reasons  # no command refused or failed
         assert result.orders > 1000
