@@ -183,7 +183,9 @@ class ShardNode:
         if self.member is not None:
             await self.member.stop()  # after the last commit: failover fences nothing we owe
         if self.server is not None:
-            await self.server.stop(grace=self.config.shutdown_grace)
+            # Everything accepted has committed and been answered; router Execute streams
+            # never end by themselves, so give the last writes a moment, not the full grace.
+            await self.server.stop(grace=min(1.0, self.config.shutdown_grace))
         await self.pool.close()
         if self._registry is not None:
             await self._registry.close()

@@ -59,7 +59,10 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
             self._subscribers.subscribe(session, _wrap, sub.account)
             if sub.cancel_on_disconnect:
                 session.cancel_on_disconnect.add(sub.account)
+            else:
+                session.cancel_on_disconnect.discard(sub.account)
         for account in request.unsubscribe_accounts:
+            self._subscribers.unsubscribe(session, account)
             session.cancel_on_disconnect.discard(account)
         if request.commands:
             await session.enqueue(functools.partial(self._run, request))
@@ -70,8 +73,9 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
 
 
 async def cancel_on_disconnect(pipeline: Pipeline, session: StreamSession) -> None:
-    """Cancel the open orders of accounts whose stream asked for it, on every owned symbol."""
-    if not session.cancel_on_disconnect:
+    """Cancel the open orders of accounts whose stream asked for it, on every owned symbol,
+    unless the client ended the stream cleanly (half-close after every answer)."""
+    if not session.cancel_on_disconnect or session.clean_end:
         return
     commands = [
         MassCancel(symbol, account)

@@ -41,6 +41,9 @@ class StreamSession:
         self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
         self.accounts: set[str] = set()
         self.cancel_on_disconnect: set[str] = set()
+        # Set when the client half-closed cleanly and every answer was written: the one way a
+        # stream ends without cancel-on-disconnect (matching.v1 TradeStreamOptions).
+        self.clean_end = False
 
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free (at most ``inflight`` unanswered)."""
@@ -118,6 +121,14 @@ class Subscribers:
         session.accounts.add(account)
         self._by_account[account].add((session, wrap))
 
+    def unsubscribe(self, session: StreamSession, account: str) -> None:
+        session.accounts.discard(account)
+        entries = self._by_account.get(account)
+        if entries is not None:
+            entries.difference_update({e for e in entries if e[0] is session})
+            if not entries:
+                del self._by_account[account]
+
     def unsubscribe_all(self, session: StreamSession) -> None:
         for account in session.accounts:
             entries = self._by_account.get(account)
@@ -182,6 +193,9 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     try:
         await session.write_all(context)
+        session.clean_end = (
+            not session.closed and reader.done() and not reader.cancelled()
+        ) and reader.exception() is None
     finally:
         session.closed = True
         reader.cancel()

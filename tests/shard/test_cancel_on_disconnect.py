@@ -1,0 +1,106 @@
+"""Cancel-on-disconnect on a shard's Trade stream, and Execute's account (un)subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import psycopg
+
+from matching.v1 import gateway_pb2, orders_pb2, shard_pb2, shard_pb2_grpc
+from tests.shard.support import config, gateway, place, prepare_db, running_node
+
+
+def resting_count(dsn: str, account: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM orders WHERE account = %s AND leaves_qty > 0", (account,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def until_resting(dsn: str, account: str, expected: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while resting_count(dsn, account) != expected:
+        assert time.monotonic() < deadline, resting_count(dsn, account)
+        await asyncio.sleep(0.05)
+
+
+async def trade_requests(
+    account: str, done: asyncio.Event
+) -> AsyncIterator[gateway_pb2.TradeRequest]:
+    yield gateway_pb2.TradeRequest(
+        options=gateway_pb2.TradeStreamOptions(cancel_on_disconnect=True, accounts=[account]),
+        commands=[orders_pb2.OrderCommand(place_order=place("BTC-USDT", account, 1, 1, 100))],
+    )
+    await done.wait()
+
+
+async def test_clean_half_close_keeps_orders(pg_dsn: str) -> None:
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            done = asyncio.Event()
+            call = stub.Trade(trade_requests("calm", done))
+            reply = await call.read()
+            assert reply.results[0].report.order_id
+            done.set()  # half-close after the answer
+            assert await call.read() == grpc.aio.EOF
+            assert await call.code() == grpc.StatusCode.OK
+        await asyncio.sleep(0.3)
+        assert resting_count(pg_dsn, "calm") == 1
+
+
+async def test_broken_stream_cancels_the_accounts_orders(pg_dsn: str) -> None:
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            done = asyncio.Event()
+            call = stub.Trade(trade_requests("gone", done))
+            assert (await call.read()).results[0].report.order_id
+            assert resting_count(pg_dsn, "gone") == 1
+            call.cancel()  # what a client crash or a network failure looks like to the shard
+        await until_resting(pg_dsn, "gone", 0)
+
+
+async def test_execute_unsubscribe_stops_reports_and_cancel(pg_dsn: str) -> None:
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        sub = shard_pb2.AccountSubscription(account="maker", cancel_on_disconnect=True)
+        requests: asyncio.Queue[shard_pb2.ExecuteRequest | None] = asyncio.Queue()
+
+        async def stream() -> AsyncIterator[shard_pb2.ExecuteRequest]:
+            while (item := await requests.get()) is not None:
+                yield item
+
+        def command(n: int, account: str, side: int) -> shard_pb2.ShardCommand:
+            return shard_pb2.ShardCommand(
+                correlation_id=n, place_order=place("BTC-USDT", account, side, 1, 100)
+            )
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
+            call = shard_pb2_grpc.ShardServiceStub(channel).Execute(stream())
+            requests.put_nowait(shard_pb2.ExecuteRequest(subscribe=[sub], batch_id=1))
+            requests.put_nowait(
+                shard_pb2.ExecuteRequest(batch_id=2, commands=[command(1, "maker", 1)])
+            )
+            assert (await call.read()).batch_id == 2
+            requests.put_nowait(
+                shard_pb2.ExecuteRequest(
+                    batch_id=3, unsubscribe_accounts=["maker"], commands=[command(2, "taker", 2)]
+                )
+            )
+            answer = await call.read()
+            # Unsubscribed before the taker traded: no unsolicited maker report came first.
+            assert answer.batch_id == 3 and answer.results[0].report.fills
+            requests.put_nowait(
+                shard_pb2.ExecuteRequest(batch_id=4, commands=[command(3, "maker", 1)])
+            )
+            assert (await call.read()).batch_id == 4
+            call.cancel()  # a broken stream: but "maker" was unsubscribed, so nothing cancels
+        await asyncio.sleep(0.3)
+        assert resting_count(pg_dsn, "maker") == 1
