@@ -1,3 +1,5 @@
+# mypy: disable-error-code="attr-defined"
+# (grpc's stubs type aio stream calls as sync iterators: read() and its results are untyped)
 """Cancel-on-disconnect on a shard's Trade stream, and Execute's account (un)subscriptions."""
 
 from __future__ import annotations
