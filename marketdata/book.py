@@ -1,0 +1,61 @@
+"""L2 books as the market-data format sees them: diffs (publisher side) and a book that
+applies snapshots and deltas (subscriber side: routers, tests, clients)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from matching.v1 import market_data_pb2
+
+Levels = Sequence[tuple[int, int, int]]  # (price, quantity, order_count), best first
+
+
+def diff_side(old: Levels, new: Levels) -> list[tuple[int, int, int]]:
+    """Levels to send so that ``old`` becomes ``new``: changed or new levels with their new
+    totals, removed ones with quantity 0 (order by price, the order of ``new`` then removals)."""
+    before = {p: (q, n) for p, q, n in old}
+    out = [(p, q, n) for p, q, n in new if before.get(p) != (q, n)]
+    after = {p for p, _, _ in new}
+    out += [(p, 0, 0) for p, _, _ in old if p not in after]
+    return out
+
+
+def levels_pb(levels: Iterable[tuple[int, int, int]]) -> list[market_data_pb2.PriceLevel]:
+    return [market_data_pb2.PriceLevel(price=p, quantity=q, order_count=n) for p, q, n in levels]
+
+
+class GapError(Exception):
+    """A delta does not follow the book held (prev_seq != seq): re-snapshot."""
+
+
+@dataclass
+class L2Book:
+    """A subscriber's copy of one symbol's top-``depth`` book, kept by snapshot + deltas."""
+
+    depth: int
+    seq: int = -1  # -1: no snapshot yet
+    bids: dict[int, tuple[int, int]] = field(default_factory=dict)
+    asks: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def apply_snapshot(self, seq: int, snapshot: market_data_pb2.OrderBookSnapshot) -> None:
+        self.seq = seq
+        self.bids = {lv.price: (lv.quantity, lv.order_count) for lv in snapshot.bids}
+        self.asks = {lv.price: (lv.quantity, lv.order_count) for lv in snapshot.asks}
+
+    def apply_delta(self, seq: int, delta: market_data_pb2.OrderBookDelta) -> None:
+        if self.seq < 0 or delta.prev_seq != self.seq:
+            raise GapError(f"delta {delta.prev_seq}->{seq} does not follow seq {self.seq}")
+        for side, levels in ((self.bids, delta.bids), (self.asks, delta.asks)):
+            for lv in levels:
+                if lv.quantity:
+                    side[lv.price] = (lv.quantity, lv.order_count)
+                else:
+                    side.pop(lv.price, None)
+        self.seq = seq
+
+    def top(self) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """(bids best first, asks best first), at most ``depth`` each."""
+        bids = sorted(self.bids.items(), reverse=True)[: self.depth]
+        asks = sorted(self.asks.items())[: self.depth]
+        return [(p, q, n) for p, (q, n) in bids], [(p, q, n) for p, (q, n) in asks]
