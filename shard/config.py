@@ -32,6 +32,7 @@ class ShardConfig:
     stream_write_timeout: float = 10.0  # a reader this slow is cut off (RESOURCE_EXHAUSTED)
     shutdown_grace: float = 10.0
     pg_timeout: float = 10.0  # connect and pooled-connection waits
+    gc_freeze_interval: float = 1.0  # seconds; 0 = never (see shard/gc_policy.py)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not campaign for the controller role (run `spotmatch controller` instead)",
     )
     parser.add_argument(
+        "--gc-freeze-interval",
+        type=float,
+        default=float(env.get(f"{ENV_PREFIX}GC_FREEZE_INTERVAL", "1")),
+        help="seconds between freezing the objects that survived GC (keeps full GC passes"
+        " over large books short; 0 = never; default 1)",
+    )
+    parser.add_argument(
         "--advertise-host",
         default=env.get(f"{ENV_PREFIX}ADVERTISE_HOST", ""),
         help="host routers use to reach this shard (default: the --listen host)",
@@ -115,4 +123,5 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         lease_ttl=min(max(args.lease_ttl, 2), 30),
         controller=not args.no_controller,
         advertise_host=args.advertise_host,
+        gc_freeze_interval=max(0.0, args.gc_freeze_interval),
     )

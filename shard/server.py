@@ -35,6 +35,7 @@ from shard.config import ShardConfig
 from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
 from shard.gateway import GatewayServicer
+from shard.gc_policy import freeze_survivors
 from shard.idempotency import IdempotencyIndex, Key
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
@@ -109,6 +110,9 @@ class ShardNode:
             await self.custody.take(symbol)
         gc.collect()
         gc.freeze()  # the loaded books are long-lived: keep them out of every GC pass
+        if self.config.gc_freeze_interval > 0:
+            freezer = freeze_survivors(self.config.gc_freeze_interval)
+            self._background.append(asyncio.create_task(freezer))
         self.pipeline.start()
         await self._start_grpc()
         if self._registry is None and self.config.etcd_endpoints:
