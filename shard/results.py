@@ -35,10 +35,10 @@ async def execute_commands(
     results: list[orders_pb2.CommandResult | None] = [None] * len(commands)
     domain: list[Command] = []
     slots: list[_Slot | None] = []
+    arrived = time.time_ns()
     for i, pb in enumerate(commands):
-        violations = validate_command(pb, f"commands[{i}].")
-        if violations:
-            error = malformed_command_error(violations, _symbol_of(pb))
+        error = _refusal(pb, i, arrived)
+        if error is not None:
             results[i] = orders_pb2.CommandResult(correlation_id=pb.correlation_id, error=error)
             slots.append(None)
             continue
@@ -54,6 +54,21 @@ async def execute_commands(
                 pb, domain[start : start + count], outcomes[start : start + count], is_mass, now
             )
     return [r for r in results if r is not None]
+
+
+def _refusal(pb: PbCommand, i: int, now: int) -> orders_pb2.CommandError | None:
+    """A command that must not run: malformed, or (router commands) already past its
+    caller's deadline when it arrived, so nobody is waiting for its outcome."""
+    violations = validate_command(pb, f"commands[{i}].")
+    if violations:
+        return malformed_command_error(violations, _symbol_of(pb))
+    if type(pb) is shard_pb2.ShardCommand and 0 < pb.deadline_unix_nanos < now:
+        return command_error(
+            types_pb2.REJECT_CODE_DEADLINE_EXCEEDED,
+            "the caller's deadline passed before the shard received the command; not executed",
+            symbol=_symbol_of(pb),
+        )
+    return None
 
 
 def _expand(cmd: Command | MassCancelAllSymbols, ownership: Ownership) -> list[Command]:
