@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from api.limits import MAX_COMMANDS_PER_MESSAGE
 from cluster.registry import DEFAULT_PREFIX
+from marketdata.keys import DEFAULT_DEPTH, STALE_AFTER_S
 from router.errors import ConfigError
 
 ENV_PREFIX = "SPOTMATCH_ROUTER_"
@@ -40,6 +41,18 @@ class RouterConfig:
     stream_inflight: int = 64  # requests in flight per Trade stream
     stream_write_timeout: float = 10.0  # a Trade reader this slow is cut off
     shutdown_grace: float = 10.0
+    # Market data (router/market_data.py). No Redis nodes: GetOrderBook asks the shards and
+    # StreamMarketData is UNAVAILABLE.
+    redis_nodes: tuple[str, ...] = ()
+    redis_timeout: float = 1.0  # every Redis call (connect, GET, SSUBSCRIBE, read)
+    redis_max_connections: int = 1_000  # per Redis node: GETs + one per streamed symbol
+    md_default_depth: int = 10  # levels per side when a request says 0 (the shard's default)
+    md_max_depth: int = DEFAULT_DEPTH  # the depth shards publish; deeper requests are capped
+    md_stale_after: float = STALE_AFTER_S  # an older cached snapshot is not served as fresh
+    md_queue_max: int = 10_000  # updates waiting per stream; beyond: RESOURCE_EXHAUSTED
+    md_batch_max: int = 256  # updates per StreamMarketDataResponse
+    md_retry_max: float = 2.0  # cap of the reconnect backoff of a symbol feed
+    md_audit_interval: float = STALE_AFTER_S  # how often a feed re-reads its snapshot
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_commands <= MAX_COMMANDS_PER_MESSAGE:
@@ -50,6 +63,14 @@ class RouterConfig:
             raise ConfigError("in-flight bounds must be at least 1")
         if min(self.link_max_queued, self.buffer_max_commands) < 0:
             raise ConfigError("queue bounds must not be negative")
+        if not 1 <= self.md_default_depth <= self.md_max_depth:
+            raise ConfigError("md_default_depth must be 1-md_max_depth")
+        if min(self.md_queue_max, self.md_batch_max, self.redis_max_connections) < 1:
+            raise ConfigError("market data bounds must be at least 1")
+        for node in self.redis_nodes:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"redis node {node!r} is not host:port")
 
 
 # flag, environment variable, default, help (the env variable and default are appended)
@@ -78,6 +99,13 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      "requests in flight per Trade stream before the router stops reading it"),
     ("--stream-write-timeout", f"{ENV_PREFIX}STREAM_WRITE_TIMEOUT", 10.0,
      "a Trade stream whose reader stalls a write this many seconds is cut off"),
+    ("--redis", "SPOTMATCH_REDIS", "",
+     "Redis Cluster nodes host:port,... holding market data (optional: without it the"
+     " shards answer GetOrderBook and StreamMarketData is unavailable)"),
+    ("--redis-timeout", f"{ENV_PREFIX}REDIS_TIMEOUT", 1.0,
+     "seconds allowed to every Redis call before market data degrades"),
+    ("--md-queue", f"{ENV_PREFIX}MD_QUEUE", 10_000,
+     "market data updates waiting per stream; beyond it the stream ends RESOURCE_EXHAUSTED"),
 )  # fmt: skip
 
 
@@ -113,6 +141,9 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             max_message_bytes=args.max_message_bytes,
             stream_inflight=args.stream_inflight,
             stream_write_timeout=args.stream_write_timeout,
+            redis_nodes=tuple(n.strip() for n in args.redis.split(",") if n.strip()),
+            redis_timeout=args.redis_timeout,
+            md_queue_max=args.md_queue,
         )
     except ConfigError as exc:
         raise SystemExit(f"spotmatch router: {exc}") from None

@@ -26,6 +26,7 @@ from api.request_validation import (
 from api.status import (
     COMMAND_ERROR_TRAILER,
     STATUS_DETAILS_TRAILER,
+    Metadata,
     abort_malformed,
     abort_with_code,
     command_error_status,
@@ -34,6 +35,7 @@ from api.validation import Violation
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from router.config import RouterConfig
 from router.links import LinkSet
+from router.market_data import MarketData, ReadFailed
 from router.routing import Dispatcher, Table
 from router.streams import TradeSession, run_session
 
@@ -47,9 +49,15 @@ _FORWARDED_TRAILERS = (COMMAND_ERROR_TRAILER, STATUS_DETAILS_TRAILER)
 
 class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
     def __init__(
-        self, dispatcher: Dispatcher, links: LinkSet, table: Table, config: RouterConfig
+        self,
+        dispatcher: Dispatcher,
+        links: LinkSet,
+        table: Table,
+        config: RouterConfig,
+        market_data: MarketData,
     ) -> None:
         self._dispatcher = dispatcher
+        self._market_data = market_data
         self._links = links
         self._table = table
         self._config = config
@@ -186,39 +194,45 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.GetOrderBookRequest, context: Context
     ) -> gateway_pb2.GetOrderBookResponse:
         await _abort_if(validate_get_order_book_request(request), context)
-        return await self._book_from_shard(request, context)
+        shard_book = functools.partial(self._book_from_shard, context=context)
+        try:
+            return await self._market_data.get_order_book(request, shard_book)
+        except ReadFailed as exc:
+            await abort_with_code(context, exc.code, exc.details, exc.trailers)
 
     async def _book_from_shard(
         self, request: gateway_pb2.GetOrderBookRequest, context: Context
     ) -> gateway_pb2.GetOrderBookResponse:
-        """The owner's committed book (to be served from Redis by the market data issue)."""
-        stub = await self._owner(request.symbol, context)
-        timeout = self._timeout(context)
-        call = cast(
-            "Awaitable[gateway_pb2.GetOrderBookResponse]",
-            stub.GetOrderBook(request, timeout=timeout),
-        )
-        return await _forward(context, call)
+        """The owner's committed book (the cache's fallback); ReadFailed with the status."""
+        stub = self._read_stub(request.symbol)
+        try:
+            return await cast(
+                "Awaitable[gateway_pb2.GetOrderBookResponse]",
+                stub.GetOrderBook(request, timeout=self._timeout(context)),
+            )
+        except grpc.aio.AioRpcError as err:
+            raise ReadFailed(err.code(), err.details() or "", _forwarded(err)) from None
 
-    async def StreamMarketData(
+    async def StreamMarketData(  # type: ignore[override]
         self, request: gateway_pb2.StreamMarketDataRequest, context: Context
-    ) -> AsyncIterator[gateway_pb2.StreamMarketDataResponse]:
-        await abort_with_code(
-            context, grpc.StatusCode.UNIMPLEMENTED, "market data streams are not implemented yet"
-        )
-        yield gateway_pb2.StreamMarketDataResponse()  # pragma: no cover - abort raises
+    ) -> None:
+        await self._market_data.stream(request, context)
 
     async def _owner(self, symbol: str, context: Context) -> Stub:
-        """The read stub of the symbol's reachable ACTIVE owner, else the shard's status for
-        an unknown (NOT_FOUND) or unserved (UNAVAILABLE) symbol."""
+        try:
+            return self._read_stub(symbol)
+        except ReadFailed as exc:
+            await abort_with_code(context, exc.code, exc.details)
+
+    def _read_stub(self, symbol: str) -> Stub:
+        """The read stub of the symbol's reachable ACTIVE owner, else ReadFailed with the
+        shard's status for an unknown (NOT_FOUND) or unserved (UNAVAILABLE) symbol."""
         assignment = self._table.assignment(symbol)
         if assignment is None:
-            await abort_with_code(context, grpc.StatusCode.NOT_FOUND, f"unknown symbol {symbol}")
+            raise ReadFailed(grpc.StatusCode.NOT_FOUND, f"unknown symbol {symbol}")
         link = self._links.get(assignment.shard_id) if assignment.routable() else None
         if link is None or not link.ready:
-            await abort_with_code(
-                context, grpc.StatusCode.UNAVAILABLE, f"{symbol} has no reachable owner; retry"
-            )
+            raise ReadFailed(grpc.StatusCode.UNAVAILABLE, f"{symbol} has no reachable owner; retry")
         return link.reads
 
     def _timeout(self, context: Context) -> float:
@@ -230,11 +244,12 @@ async def _forward(context: Context, call: Awaitable[T]) -> T:
     try:
         return await call
     except grpc.aio.AioRpcError as err:
-        trailers = tuple(
-            (k, v) for k, v in (err.trailing_metadata() or ()) if k in _FORWARDED_TRAILERS
-        )
-        await abort_with_code(context, err.code(), err.details() or "", trailers)
-        raise  # pragma: no cover - abort raises
+        await abort_with_code(context, err.code(), err.details() or "", _forwarded(err))
+
+
+def _forwarded(err: grpc.aio.AioRpcError) -> Metadata:
+    """The shard's trailers a router passes on to its caller."""
+    return tuple((k, v) for k, v in (err.trailing_metadata() or ()) if k in _FORWARDED_TRAILERS)
 
 
 async def _abort_if(violations: list[Violation], context: Context) -> None:

@@ -25,6 +25,7 @@ from router.config import RouterConfig
 from router.gateway import RouterGateway
 from router.link import grpc_options
 from router.links import LinkSet
+from router.market_data import MarketData
 from router.routing import Dispatcher
 from telemetry import server_interceptors, setup_tracing
 
@@ -39,6 +40,7 @@ class RouterNode:
         self.table = ClusterTable(registry, name=f"router-{config.router_id}")
         self.links = LinkSet(config, on_ready=lambda _: self.dispatcher.buffers.drain())
         self.dispatcher = Dispatcher(self.table, self.links, config)
+        self.market_data = MarketData(config, self.table)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.gateway: RouterGateway | None = None
@@ -54,7 +56,9 @@ class RouterNode:
         server = grpc.aio.server(
             options=grpc_options(self.config), interceptors=server_interceptors()
         )
-        gateway = self.gateway = RouterGateway(self.dispatcher, self.links, self.table, self.config)
+        gateway = self.gateway = RouterGateway(
+            self.dispatcher, self.links, self.table, self.config, self.market_data
+        )
         gateway_pb2_grpc.add_OrderGatewayServiceServicer_to_server(gateway, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -75,11 +79,13 @@ class RouterNode:
     async def stop(self) -> None:
         """Graceful: NOT_SERVING, finish in-flight calls, then close the links."""
         await self.health.enter_graceful_shutdown()
+        self.market_data.end_streams("router shutting down")  # streams never end by themselves
         if self.server is not None:
             await self.server.stop(grace=self.config.shutdown_grace)
         if self.gateway is not None:
             await self.gateway.drain(self.config.request_timeout)
         self.dispatcher.buffers.fail_all("router shutting down")
+        await self.market_data.close()
         await self.table.stop()
         await self.links.close()
 

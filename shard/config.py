@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
+from marketdata.keys import DEFAULT_DEPTH
 from shard.pipeline import BatchCaps
 
 ENV_PREFIX = "SPOTMATCH_SHARD_"
@@ -33,6 +34,9 @@ class ShardConfig:
     shutdown_grace: float = 10.0
     pg_timeout: float = 10.0  # connect and pooled-connection waits
     gc_freeze_interval: float = 1.0  # seconds; 0 = never (see shard/gc_policy.py)
+    redis_nodes: tuple[str, ...] = ()  # Redis Cluster startup nodes: publish market data
+    md_depth: int = DEFAULT_DEPTH  # levels per side in published snapshots and deltas
+    redis_timeout: float = 2.0  # one round of market-data writes; each Redis connect/read
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +105,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " over large books short; 0 = never; default 1)",
     )
     parser.add_argument(
+        "--redis",
+        default=env.get("SPOTMATCH_REDIS", ""),
+        help="Redis Cluster nodes host:port,... : publish market data after each commit"
+        " (env SPOTMATCH_REDIS; default: no market data)",
+    )
+    parser.add_argument(
+        "--md-depth",
+        type=int,
+        default=int(env.get(f"{ENV_PREFIX}MD_DEPTH", str(DEFAULT_DEPTH))),
+        help=f"price levels per side in published market data (default {DEFAULT_DEPTH})",
+    )
+    parser.add_argument(
         "--advertise-host",
         default=env.get(f"{ENV_PREFIX}ADVERTISE_HOST", ""),
         help="host routers use to reach this shard (default: the --listen host)",
@@ -111,17 +127,21 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
     if not args.pg_dsn:
         raise SystemExit("spotmatch shard: --pg-dsn (or SPOTMATCH_PG_DSN) is required")
     symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+    md_depth = max(1, args.md_depth)
     return ShardConfig(
         shard_id=args.shard_id,
         listen=args.listen,
         pg_dsn=args.pg_dsn,
         symbols=symbols,
         pool_max=max(2, args.pool_max),
-        caps=BatchCaps(max_commands=args.batch_max),
+        # The committed views are what is published: keep at least md_depth levels in them.
+        caps=BatchCaps(max_commands=args.batch_max, book_depth=max(BatchCaps.book_depth, md_depth)),
         etcd_endpoints=tuple(e for e in args.etcd.split(",") if e),
         etcd_prefix=args.etcd_prefix,
         lease_ttl=min(max(args.lease_ttl, 2), 30),
         controller=not args.no_controller,
         advertise_host=args.advertise_host,
         gc_freeze_interval=max(0.0, args.gc_freeze_interval),
+        redis_nodes=tuple(n.strip() for n in args.redis.split(",") if n.strip()),
+        md_depth=md_depth,
     )

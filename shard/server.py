@@ -39,6 +39,7 @@ from shard.gc_policy import freeze_survivors
 from shard.idempotency import IdempotencyIndex, Key
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
+from shard.publisher import MarketDataPublisher
 from shard.service import ExecuteServicer
 from shard.streams import Subscribers
 from telemetry import server_interceptors, setup_tracing
@@ -89,8 +90,22 @@ class ShardNode:
             self.engine, self.ownership, admission, writer.commit, self._reload, config.caps
         )
         self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
+        self.publisher: MarketDataPublisher | None = None
+        if config.redis_nodes:
+            self.publisher = MarketDataPublisher(
+                config.redis_nodes,
+                self.pipeline.committed_books,
+                depth=config.md_depth,
+                timeout=config.redis_timeout,
+            )
+            self.pipeline.after_commit.append(self.publisher.on_commit)
         self.custody = SymbolCustody(
-            self.pool, self.engine, self.ownership, self.pipeline, config.shard_id
+            self.pool,
+            self.engine,
+            self.ownership,
+            self.pipeline,
+            config.shard_id,
+            self.publisher,
         )
         self.member: ClusterMember | None = None
         self.controller: Controller | None = None
@@ -106,6 +121,8 @@ class ShardNode:
         async with self.pool.connection() as conn:
             known = {row.symbol for row in await list_symbols(conn)}
         self.ownership.set_known(known)
+        if self.publisher is not None:
+            self.publisher.start()  # never waits for Redis: a cache down is not a shard down
         for symbol in self.config.symbols:
             await self.custody.take(symbol)
         gc.collect()
@@ -184,6 +201,8 @@ class ShardNode:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pipeline.stop(self.config.shutdown_grace)
+        if self.publisher is not None:  # after the last commit: publish it, bounded
+            await self.publisher.stop(min(1.0, self.config.shutdown_grace))
         if self.member is not None:
             await self.member.stop()  # after the last commit: failover fences nothing we owe
         if self.server is not None:

@@ -60,11 +60,15 @@ def _add_otlp_exporter(provider: TracerProvider) -> None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 
 
-# The OpenTelemetry aio interceptor assumes bidi handlers are async generators; ours write
-# through their context (bounded, ordered, with a write timeout), so long-lived streams are
-# traced per batch by the pipeline's spans instead of per call here.
+# The OpenTelemetry aio interceptor assumes streaming handlers are async generators; ours
+# write through their context (bounded, ordered, with a write timeout), so long-lived streams
+# are traced per batch by the pipeline's spans instead of per call here.
 _UNTRACED_STREAMS = filters.negate(
-    filters.any_of(filters.method_name("Execute"), filters.method_name("Trade"))
+    filters.any_of(
+        filters.method_name("Execute"),
+        filters.method_name("Trade"),
+        filters.method_name("StreamMarketData"),
+    )
 )
 
 

@@ -224,6 +224,7 @@ class LocalCluster:
             address = f"{HOST}:{free_port()}"
             args = ["--shard-id", f"shard-{i}", "--listen", address, "--pg-dsn", self.pg_dsn]
             args += ["--etcd", self.etcd_endpoint, "--etcd-prefix", self.etcd_prefix]
+            args += ["--redis", ",".join(self.redis_nodes)]  # shards publish market data
             args += ["--lease-ttl", str(self.lease_ttl), *self._shard_args]
             nodes.append(NodeProcess(f"shard-{i}", "shard", "shard", args, address, self._logs))
         return nodes
@@ -234,7 +235,7 @@ class LocalCluster:
             address = f"{HOST}:{free_port()}"
             args = ["--router-id", f"router-{i}", "--listen", address]
             args += ["--etcd", self.etcd_endpoint, "--etcd-prefix", self.etcd_prefix]
-            args += list(self._router_args)
+            args += ["--redis", ",".join(self.redis_nodes), *self._router_args]
             nodes.append(NodeProcess(f"router-{i}", "router", "router", args, address, self._logs))
         return nodes
 
