@@ -73,9 +73,21 @@ SYMBOL_RULE = (
 # --- fields -------------------------------------------------------------------------------
 
 
+# Values already found well-formed: every command repeats a handful of symbols and accounts,
+# so a set lookup replaces the regex for nearly all of them. Bounded: past the cap nothing
+# more is remembered (checks then run in full, as before).
+_GOOD_CACHE_MAX = 100_000
+_good_symbols: set[str] = set()
+_good_accounts: set[str] = set()
+
+
 def _symbol(out: list[Violation], value: str, prefix: str, name: str = "symbol") -> None:
+    if value in _good_symbols:
+        return
     if _SYMBOL_FULLMATCH(value) is None:
         out.append(Violation(prefix + name, SYMBOL_RULE))
+    elif len(_good_symbols) < _GOOD_CACHE_MAX:
+        _good_symbols.add(value)
 
 
 # Postgres text cannot hold NUL, and control characters in ids only cause trouble
@@ -85,15 +97,21 @@ CONTROL_RULE = "must not contain control characters"
 
 
 def _account(out: list[Violation], value: str, prefix: str, *, required: bool) -> None:
+    if value in _good_accounts:  # non-empty, so "required" holds too
+        return
+    found = len(out)
     if _CONTROL_SEARCH(value):
         out.append(Violation(prefix + "account", CONTROL_RULE))
     if not value:
         if required:
             out.append(Violation(prefix + "account", "is required"))
-    elif len(value) > _ACCOUNT_SAFE_CHARS and len(value.encode()) > limits.ACCOUNT_MAX_BYTES:
+        return
+    if len(value) > _ACCOUNT_SAFE_CHARS and len(value.encode()) > limits.ACCOUNT_MAX_BYTES:
         out.append(
             Violation(prefix + "account", f"must be at most {limits.ACCOUNT_MAX_BYTES} bytes")
         )
+    if len(out) == found and len(_good_accounts) < _GOOD_CACHE_MAX:
+        _good_accounts.add(value)
 
 
 def _no_control(out: list[Violation], value: str, field: str) -> None:
@@ -228,12 +246,18 @@ def validate_set_symbol_status(
     return out
 
 
+_KIND_PREFIX = {
+    kind: kind + "."
+    for kind in ("place_order", "cancel_order", "amend_order", "mass_cancel", "set_symbol_status")
+}
+
+
 def validate_command(
     cmd: orders_pb2.OrderCommand | shard_pb2.ShardCommand, prefix: str = "", *, strict: bool = False
 ) -> list[Violation]:
     """One OrderCommand or ShardCommand: exactly one kind set, and that kind well-formed."""
     kind = cmd.WhichOneof("command")
-    p = prefix + f"{kind}."
+    p = prefix + _KIND_PREFIX[kind] if kind in _KIND_PREFIX else ""
     if kind == "place_order":
         out = validate_place_order(cmd.place_order, p, strict=strict)
     elif kind == "cancel_order":

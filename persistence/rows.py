@@ -16,7 +16,7 @@ class OrderRow(NamedTuple):
     order_id: int
     symbol: str
     account: str
-    client_order_id: str | None
+    client_order_id: str  # "" = none (stored as NULL)
     side: int
     order_type: int
     time_in_force: int

@@ -1,54 +1,65 @@
 """The batch writer: one transaction per batch, COPY for bulk rows, fenced by epoch.
 
-Nothing is acknowledged before ``commit`` returns. Inside the transaction the writer first
-reads ``symbol_owner`` for every symbol the batch touches (FOR SHARE, so a concurrent claim
-waits for this commit and then sees its rows) and aborts with FencedError on any mismatch.
+Nothing is acknowledged before a batch's ``commit`` returns. Inside each transaction the
+writer first reads ``symbol_owner`` for every symbol the batch touches (FOR SHARE, so a
+concurrent claim waits for this commit and then sees its rows) and aborts with FencedError
+on any mismatch.
+
+Commits overlap but stay ordered. ``start(batch)`` opens the batch's transaction on its own
+pooled connection and writes everything that depends on no earlier batch (the fence check,
+the COPYs of new orders, fills and journal rows) right away, while earlier batches may still
+be committing. ``commit()`` (called once every earlier batch has committed) applies the
+updates of orders (which may have been inserted by the batch just before, so only now are
+they visible) and commits; ``abort()`` rolls back. So Postgres works on one batch while
+another one's COMMIT waits for its WAL flush, and the shard formats the next one meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Collection
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from . import failpoints
+from .copy_text import (
+    COPY_FILLS,
+    COPY_JOURNAL,
+    COPY_ORDERS,
+    FILL_ROW,
+    JOURNAL_ROW,
+    ORDER_ROW,
+    array_literals,
+    encode_rows,
+)
 from .errors import FencedError, PersistenceError
 from .rows import BatchRows
 
 log = logging.getLogger(__name__)
 
-ORDER_COLUMNS = (
-    "order_id, symbol, account, client_order_id, side, order_type, time_in_force, post_only,"
-    " stp, price, quantity, cum_qty, leaves_qty, status, priority, created_seq, updated_seq"
-)
-UPDATE_COLUMNS = "order_id, status, price, quantity, cum_qty, leaves_qty, priority, updated_seq"
-FILL_COLUMNS = (
-    "symbol, seq, match_index, maker_order_id, taker_order_id, maker_account, taker_account,"
-    " price, quantity"
-)
-JOURNAL_COLUMNS = (
-    "symbol, seq, kind, account, client_order_id, order_id, side, order_type, time_in_force,"
-    " post_only, stp, price, quantity, symbol_status, status, reject_code, cum_qty,"
-    " leaves_qty, epoch"
-)
-_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS order_updates_stage ("
-    " order_id bigint, status smallint, price bigint, quantity bigint, cum_qty bigint,"
-    " leaves_qty bigint, priority bigint, updated_seq bigint) ON COMMIT DELETE ROWS"
-)
-# NULL in a staged column means "unchanged" (e.g. an order expired by STP: only its
-# status and leaves are known to the recorder).
+# The batch's order changes arrive as one array per column. NULL in a column means
+# "unchanged" (e.g. an order expired by STP: only its status and leaves are known to the
+# recorder). Arrays, not a staging table: the planner sizes unnest() from the array, so the
+# join is always index lookups on the primary key (a staging table without statistics once
+# got a sequential scan of the whole, growing, orders table per batch: docs/benchmarks.md).
 _APPLY_UPDATES = (
     "UPDATE orders o SET status = s.status, price = coalesce(s.price, o.price),"
     " quantity = coalesce(s.quantity, o.quantity), cum_qty = coalesce(s.cum_qty, o.cum_qty),"
     " leaves_qty = s.leaves_qty, priority = coalesce(s.priority, o.priority),"
-    " updated_seq = s.updated_seq FROM order_updates_stage s WHERE o.order_id = s.order_id"
+    " updated_seq = s.updated_seq"
+    " FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[])"
+    " AS s(order_id, status, price, quantity, cum_qty, leaves_qty, priority, updated_seq)"
+    " WHERE o.order_id = s.order_id"
 )
 
 
 async def configure_connection(conn: psycopg.AsyncConnection) -> None:
-    """Pool hook: durable commits and the per-connection staging table.
+    """Pool hook: durable commits.
 
     Pooled connections stay in autocommit: work that must be atomic (a batch, a recovery
     snapshot) opens an explicit ``conn.transaction()``; single statements (an epoch claim,
@@ -56,7 +67,6 @@ async def configure_connection(conn: psycopg.AsyncConnection) -> None:
     """
     await conn.set_autocommit(True)
     await conn.execute("SET synchronous_commit = on")
-    await conn.execute(_STAGE)
 
 
 class BatchWriter:
@@ -64,17 +74,48 @@ class BatchWriter:
         self._pool = pool
         self._timeout = timeout  # waiting for a pooled connection
 
+    def start(self, batch: BatchRows) -> BatchCommit:
+        """Open ``batch``'s transaction and write its inserts now (in a task)."""
+        return BatchCommit(self._pool, self._timeout, batch)
+
     async def commit(self, batch: BatchRows) -> None:
-        """Make ``batch`` durable or raise (FencedError, or PersistenceError if retriable)."""
+        """Write and commit one batch (no other batch in flight)."""
+        await self.start(batch).commit()
+
+
+class BatchCommit:
+    """One batch's transaction between ``BatchWriter.start`` and ``commit``/``abort``."""
+
+    def __init__(self, pool: AsyncConnectionPool, timeout: float, batch: BatchRows) -> None:
+        self._go: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.ensure_future(self._run(pool, timeout, batch))
+
+    async def commit(self) -> None:
+        """Make the batch durable or raise (FencedError, or PersistenceError if retriable).
+
+        Call only once every batch started before this one has committed."""
+        if not self._go.done():
+            self._go.set_result(True)
+        await self._task
+
+    async def abort(self) -> None:
+        """Roll back (or forget a failed start); never raises."""
+        if not self._go.done():
+            self._go.set_result(False)
+        with contextlib.suppress(PersistenceError, asyncio.CancelledError):
+            await self._task
+
+    async def _run(self, pool: AsyncConnectionPool, timeout: float, batch: BatchRows) -> None:
         try:
-            async with (
-                self._pool.connection(timeout=self._timeout) as conn,
-                conn.transaction(),
-            ):
+            async with pool.connection(timeout=timeout) as conn, conn.transaction():
                 await _check_fence(conn, batch.epochs)
-                await _write_rows(conn, batch)
+                await _insert_rows(conn, batch)
+                if not await self._go:
+                    raise psycopg.Rollback()  # leaves the block quietly, rolled back
+                await _update_rows(conn, batch)
                 failpoints.hit("before_commit")
-            failpoints.hit("after_commit")
+            if self._go.result():
+                failpoints.hit("after_commit")
         except FencedError:
             raise
         except (psycopg.Error, OSError, TimeoutError) as exc:
@@ -98,26 +139,36 @@ async def _check_fence(conn: psycopg.AsyncConnection, epochs: dict[str, int]) ->
         raise FencedError(stale)
 
 
-async def _write_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
+async def _insert_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
+    """What depends on no earlier batch: new rows only."""
     async with conn.cursor() as cur:
         if batch.orders:
-            await _copy(cur, f"COPY orders ({ORDER_COLUMNS}) FROM STDIN", batch.orders.values())
-        if batch.updates:
-            await _copy(
-                cur,
-                f"COPY order_updates_stage ({UPDATE_COLUMNS}) FROM STDIN",
-                batch.updates.values(),
-            )
-            await cur.execute(_APPLY_UPDATES)
+            await _copy(cur, COPY_ORDERS, ORDER_ROW, batch.orders.values())
         if batch.fills:
-            await _copy(cur, f"COPY fills ({FILL_COLUMNS}) FROM STDIN", batch.fills)
+            await _copy(cur, COPY_FILLS, FILL_ROW, batch.fills)
         if batch.journal:
-            await _copy(cur, f"COPY journal ({JOURNAL_COLUMNS}) FROM STDIN", batch.journal)
+            await _copy(cur, COPY_JOURNAL, JOURNAL_ROW, batch.journal)
+
+
+async def _update_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
+    """Changes to rows that earlier batches wrote (committed by now)."""
+    async with conn.cursor() as cur:
+        if batch.updates:
+            await cur.execute(_APPLY_UPDATES, array_literals(batch.updates.values()))
         for symbol, status in batch.symbol_status.items():
             await cur.execute("UPDATE symbols SET status = %s WHERE symbol = %s", (status, symbol))
 
 
-async def _copy(cur: psycopg.AsyncCursor[tuple[object, ...]], sql: str, rows: object) -> None:
-    async with cur.copy(sql.encode()) as copy:
-        for row in rows:  # type: ignore[attr-defined]
-            await copy.write_row(row)
+async def _copy(
+    cur: psycopg.AsyncCursor[tuple[object, ...]],
+    sql: bytes,
+    template: str,
+    rows: Collection[tuple[Any, ...]],
+) -> None:
+    data = encode_rows(template, rows)
+    async with cur.copy(sql) as copy:
+        if data is not None:
+            await copy.write(data)
+        else:  # some string needs escaping: psycopg's formatter does it
+            for row in rows:
+                await copy.write_row(row)

@@ -23,6 +23,8 @@ from shard.idempotency import Fingerprint, IdempotencyIndex, Key, Placement, Rep
 from shard.ownership import OwnedSymbol, Ownership, SymbolState
 from shard.recording import record
 
+_new = tuple.__new__  # builds NamedTuples without their Python-level __new__
+
 Lookup = Callable[[list[Key]], Awaitable[list[StoredPlacement]]]
 Outcome = Report | Replay | CommandFailure
 
@@ -57,25 +59,38 @@ class Admission:
         for stored in await self._lookup(missing):
             index.add((stored.account, stored.client_order_id), _placement_from(stored))
 
-    def admit(self, cmd: Command, rows: BatchRows, touched: set[str]) -> Outcome:
-        symbol = cmd.symbol
-        owned = self._ownership.get(symbol)
-        if owned is None or owned.state is not SymbolState.SERVING:
-            return self._not_served(symbol, owned)
-        if type(cmd) is PlaceOrder and cmd.client_order_id:
-            key = (cmd.account, cmd.client_order_id)
-            seen = self._index.get(key)
-            if seen is not None:
-                return _replay(seen, fingerprint(cmd))
-            report = self._engine.execute(cmd)
-            if report.order_id:
-                self._index.add(key, Placement(fingerprint(cmd), report))
-        else:
-            report = self._engine.execute(cmd)
-        record(cmd, report, owned.epoch, rows)
-        rows.epochs[symbol] = owned.epoch
-        touched.add(symbol)
-        return report
+    def admit_all(
+        self, commands: Iterable[Command], rows: BatchRows, touched: set[str]
+    ) -> list[Outcome]:
+        """Each command's outcome, in order; executed ones are recorded into ``rows``."""
+        get_owned = self._ownership.get
+        index_get, index_add = self._index.get, self._index.add
+        execute = self._engine.execute
+        epochs = rows.epochs
+        serving = SymbolState.SERVING
+        outcomes: list[Outcome] = []
+        for cmd in commands:
+            symbol = cmd.symbol
+            owned = get_owned(symbol)
+            if owned is None or owned.state is not serving:
+                outcomes.append(self._not_served(symbol, owned))
+                continue
+            if type(cmd) is PlaceOrder and cmd.client_order_id:
+                key = (cmd.account, cmd.client_order_id)
+                seen = index_get(key)
+                if seen is not None:
+                    outcomes.append(_replay(seen, fingerprint(cmd)))
+                    continue
+                report = execute(cmd)
+                if report.order_id:
+                    index_add(key, _new(Placement, (fingerprint(cmd), report)))
+            else:
+                report = execute(cmd)
+            record(cmd, report, owned.epoch, rows)
+            epochs[symbol] = owned.epoch
+            touched.add(symbol)
+            outcomes.append(report)
+        return outcomes
 
     def forget(self, failed: list[BatchRows]) -> None:
         """Placements of batches that will never commit must not answer retries."""
@@ -104,7 +119,7 @@ class Admission:
         )
 
 
-def _replay(seen: Placement, fp: Fingerprint) -> Outcome:
+def _replay(seen: Placement, fp: tuple[object, ...]) -> Outcome:
     if seen.fingerprint != fp:
         return CommandFailure(
             REASON_DUPLICATE_DIFFERENT_CONTENT,
@@ -115,7 +130,7 @@ def _replay(seen: Placement, fp: Fingerprint) -> Outcome:
 
 def _placement_from(p: StoredPlacement) -> Placement:
     fp = Fingerprint(
-        p.symbol, p.side, p.order_type, p.time_in_force, p.price, p.quantity, p.post_only, p.stp
+        p.symbol, p.side, p.quantity, p.price, p.order_type, p.time_in_force, p.post_only, p.stp
     )
     fills = tuple(
         Fill(

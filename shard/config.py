@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
 from marketdata.keys import DEFAULT_DEPTH
+from shard.gc_policy import YOUNG_THRESHOLD
 from shard.pipeline import BatchCaps
 
 ENV_PREFIX = "SPOTMATCH_SHARD_"
@@ -34,6 +35,7 @@ class ShardConfig:
     shutdown_grace: float = 10.0
     pg_timeout: float = 10.0  # connect and pooled-connection waits
     gc_freeze_interval: float = 1.0  # seconds; 0 = never (see shard/gc_policy.py)
+    gc_young_threshold: int = YOUNG_THRESHOLD  # allocations per young GC pass; 0 = Python's
     redis_nodes: tuple[str, ...] = ()  # Redis Cluster startup nodes: publish market data
     md_depth: int = DEFAULT_DEPTH  # levels per side in published snapshots and deltas
     redis_timeout: float = 2.0  # one round of market-data writes; each Redis connect/read
@@ -65,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pool-max",
         type=int,
         default=int(env.get(f"{ENV_PREFIX}POOL_MAX", "8")),
-        help="max Postgres connections (default 8)",
+        help="max Postgres connections; at least one per batch in flight (2) plus two for"
+        " lookups and reloads (default 8)",
     )
     parser.add_argument(
         "--batch-max",
@@ -105,6 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " over large books short; 0 = never; default 1)",
     )
     parser.add_argument(
+        "--gc-young-threshold",
+        type=int,
+        default=int(env.get(f"{ENV_PREFIX}GC_YOUNG_THRESHOLD", str(YOUNG_THRESHOLD))),
+        help="allocations between young GC passes (fewer passes over the batches in flight;"
+        f" 0 = Python's default of 700; default {YOUNG_THRESHOLD})",
+    )
+    parser.add_argument(
         "--redis",
         default=env.get("SPOTMATCH_REDIS", ""),
         help="Redis Cluster nodes host:port,... : publish market data after each commit"
@@ -133,7 +143,7 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         listen=args.listen,
         pg_dsn=args.pg_dsn,
         symbols=symbols,
-        pool_max=max(2, args.pool_max),
+        pool_max=max(BatchCaps.max_inflight_batches + 2, args.pool_max),
         # The committed views are what is published: keep at least md_depth levels in them.
         caps=BatchCaps(max_commands=args.batch_max, book_depth=max(BatchCaps.book_depth, md_depth)),
         etcd_endpoints=tuple(e for e in args.etcd.split(",") if e),
@@ -142,6 +152,7 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         controller=not args.no_controller,
         advertise_host=args.advertise_host,
         gc_freeze_interval=max(0.0, args.gc_freeze_interval),
+        gc_young_threshold=max(0, args.gc_young_threshold),
         redis_nodes=tuple(n.strip() for n in args.redis.split(",") if n.strip()),
         md_depth=md_depth,
     )

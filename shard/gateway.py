@@ -84,7 +84,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     async def _execute_one(
         self, command: orders_pb2.OrderCommand, context: Context
     ) -> orders_pb2.CommandResult:
-        (result,) = await execute_commands(self._pipeline, [command])
+        answer = gateway_pb2.SubmitBatchResponse()
+        await execute_commands(self._pipeline, [command], answer.results)
+        (result,) = answer.results
         if result.WhichOneof("result") == "error":
             status = command_error_status(result.error)
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -96,8 +98,11 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.SubmitBatchRequest, context: Context
     ) -> gateway_pb2.SubmitBatchResponse:
         await _abort_if(validate_submit_batch_request(request), context)
-        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
-        return gateway_pb2.SubmitBatchResponse(results=results)
+        response = gateway_pb2.SubmitBatchResponse()
+        await execute_commands(
+            self._pipeline, request.commands, response.results, request.ByteSize()
+        )
+        return response
 
     async def Trade(  # type: ignore[override]
         self, request_iterator: AsyncIterator[gateway_pb2.TradeRequest], context: Context
@@ -129,8 +134,11 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 session.cancel_on_disconnect.add(account)
 
     async def _run(self, request: gateway_pb2.TradeRequest) -> gateway_pb2.TradeResponse:
-        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
-        return _trade_wrap(results, None)
+        response = gateway_pb2.TradeResponse()
+        await execute_commands(
+            self._pipeline, request.commands, response.results, request.ByteSize()
+        )
+        return response
 
     # --- reads ------------------------------------------------------------------------
 

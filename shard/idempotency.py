@@ -1,7 +1,7 @@
 """Client order id idempotency: a retry with the same content gets the original result.
 
 The durable guard is the UNIQUE (account, client_order_id) index in Postgres; this index
-keeps recent placements in memory (bounded, least recently used out) so that retries are
+keeps recent placements in memory (bounded, oldest out) so that retries are
 answered without a query, and so that a retry racing its original inside the pipeline sees
 it before it commits. Misses are looked up in Postgres once per batch.
 """
@@ -17,31 +17,26 @@ Key = tuple[str, str]  # (account, client_order_id)
 
 
 class Fingerprint(NamedTuple):
+    """What a retry must repeat exactly: a PlaceOrder without its account and client order
+    id, in the command's own field order (so ``fingerprint`` is one slice)."""
+
     symbol: str
     side: int
+    quantity: int
+    price: int
     order_type: int
     time_in_force: int
-    price: int
-    quantity: int
     post_only: bool
     stp: int
 
 
-def fingerprint(cmd: PlaceOrder) -> Fingerprint:
-    return Fingerprint(
-        cmd.symbol,
-        int(cmd.side),
-        int(cmd.order_type),
-        int(cmd.time_in_force),
-        cmd.price,
-        cmd.quantity,
-        bool(cmd.post_only),
-        int(cmd.stp),
-    )
+def fingerprint(cmd: PlaceOrder) -> tuple[object, ...]:
+    """Compares equal to the Fingerprint of the same content (enum fields are int-valued)."""
+    return cmd[:1] + cmd[2:9]
 
 
 class Placement(NamedTuple):
-    fingerprint: Fingerprint
+    fingerprint: tuple[object, ...]  # a Fingerprint, or a command's fingerprint()
     report: Report
 
 
@@ -52,6 +47,9 @@ class Replay(NamedTuple):
 
 
 class IdempotencyIndex:
+    """Recent placements by key, the oldest dropped past ``capacity`` (insertion order:
+    retries come soon after their original, so recency of use adds nothing)."""
+
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[Key, Placement] = OrderedDict()
@@ -60,16 +58,13 @@ class IdempotencyIndex:
         return len(self._entries)
 
     def get(self, key: Key) -> Placement | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+        return self._entries.get(key)
 
     def add(self, key: Key, placement: Placement) -> None:
-        self._entries[key] = placement
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        entries = self._entries
+        entries[key] = placement
+        if len(entries) > self._capacity:
+            entries.popitem(last=False)
 
     def discard(self, key: Key) -> None:
         self._entries.pop(key, None)

@@ -5,7 +5,8 @@
     caller ◀── outcomes, only after COMMIT ◀── committer: one transaction/batch ◀┘
 
 A batch is whatever arrived while the previous commit was in flight (no timers). The
-matcher may match batch n+1 while batch n commits; commits and releases happen in order.
+matcher may match batch n+1 while batch n commits, and n+1's transaction starts writing at
+once (persistence.writer: overlapped, ordered commits); commits and releases happen in order.
 If a commit fails, that batch and every batch matched after it are failed (UNAVAILABLE,
 never acknowledged); the symbols they touched refuse commands (UNAVAILABLE, retryable)
 while background tasks reload them from Postgres (or they are dropped if fenced); other
@@ -20,6 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext
@@ -34,7 +36,15 @@ from shard.ownership import Ownership
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-Commit = Callable[[BatchRows], Awaitable[None]]
+
+class Commit(Protocol):
+    """A batch's transaction, started as soon as the batch is matched."""
+
+    async def commit(self) -> None: ...  # once every earlier batch has committed
+    async def abort(self) -> None: ...
+
+
+StartCommit = Callable[[BatchRows], Commit]
 Reload = Callable[[str], Awaitable[None]]
 AfterCommit = Callable[[Iterator[tuple[Command, Outcome]]], None]
 
@@ -44,7 +54,7 @@ class BatchCaps:
     max_commands: int = 4096  # per batch
     max_bytes: int = 4 << 20  # per batch, as reported by the edge
     max_pending: int = 100_000  # commands waiting in the inbox before RESOURCE_EXHAUSTED
-    max_inflight_batches: int = 2  # one committing + one matched and waiting
+    max_inflight_batches: int = 2  # matched, not yet committed (each with a transaction open)
     book_depth: int = 50  # L2 levels per side kept for committed-book reads
 
 
@@ -76,6 +86,8 @@ class _Batch:
     touched: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
     books: dict[str, BookView] = field(default_factory=dict)  # as of this batch's last command
+    commit: Commit | None = None  # None: nothing to write (an empty or all-refused batch)
+    span: trace.Span | None = None
 
 
 class Pipeline:
@@ -84,14 +96,14 @@ class Pipeline:
         engine: MatchingEngine,
         ownership: Ownership,
         admission: Admission,
-        commit: Commit,
+        start_commit: StartCommit,
         reload: Reload,
         caps: BatchCaps = BatchCaps(),
     ) -> None:
         self._engine = engine
         self.ownership = ownership
         self._admission = admission
-        self._commit = commit
+        self._start_commit = start_commit
         self._reload = reload
         self._caps = caps
         self._inbox: deque[_Submission] = deque()
@@ -128,7 +140,9 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._fail_all(self._drain_pending(), "shutting down")
+        failed = self._drain_pending()
+        self._fail_all(failed, "shutting down")
+        await _abort(failed)
         for sub in self._inbox:
             _resolve_failed(sub, "shutting down")
         self._inbox.clear()
@@ -180,7 +194,15 @@ class Pipeline:
             if generation != self._generation:
                 self._requeue(subs)  # a commit failed meanwhile: form this batch again
                 continue
-            self._pending.append(self._apply(subs, generation))
+            batch = self._apply(subs, generation)
+            if batch.rows.journal:
+                batch.span = _tracer.start_span(
+                    "shard.batch.commit",
+                    links=batch.links,
+                    attributes={"batch.rows": len(batch.rows)},
+                )
+                batch.commit = self._start_commit(batch.rows)
+            self._pending.append(batch)
             self._matched.set()
 
     def _requeue(self, subs: list[_Submission]) -> None:
@@ -215,15 +237,12 @@ class Pipeline:
         batch = _Batch(generation, subs)
         batch.links = [Link(s.span) for s in subs if s.span is not None]
         count = sum(len(s.commands) for s in subs)
-        admit = self._admission.admit
+        admit_all = self._admission.admit_all
         with _tracer.start_as_current_span(
             "shard.batch.match", links=batch.links, attributes={"batch.commands": count}
         ):
             for sub in subs:
-                outcomes: list[Outcome] = []
-                for cmd in sub.commands:
-                    outcomes.append(admit(cmd, batch.rows, batch.touched))
-                batch.outcomes.append(outcomes)
+                batch.outcomes.append(admit_all(sub.commands, batch.rows, batch.touched))
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
         return batch
@@ -237,16 +256,14 @@ class Pipeline:
                 await self._matched.wait()
             batch = self._pending[0]
             try:
-                if batch.rows.journal:
-                    with _tracer.start_as_current_span(
-                        "shard.batch.commit",
-                        links=batch.links,
-                        attributes={"batch.rows": len(batch.rows)},
-                    ):
-                        await self._commit(batch.rows)
+                if batch.commit is not None:
+                    await batch.commit.commit()
             except PersistenceError as exc:
                 await self._recover(exc)
                 continue
+            finally:
+                if batch.span is not None:
+                    batch.span.end()
             self._pending.popleft()
             self._slots.release()
             self._release(batch)
@@ -272,7 +289,10 @@ class Pipeline:
             hook(_committed(batch))  # a generator: a hook with nothing to do pays nothing
 
     async def _recover(self, exc: PersistenceError) -> None:
-        """Fail everything uncommitted; reload, in the background, what it touched."""
+        """Fail everything uncommitted; reload, in the background, what it touched.
+
+        Everything up to the first await is synchronous, so no batch can be matched against
+        the state this failure made suspect."""
         self._generation += 1
         failed = self._drain_pending()
         fenced = exc.symbols if isinstance(exc, FencedError) else {}
@@ -288,6 +308,7 @@ class Pipeline:
             self.ownership.mark_recovering(symbol)
             if symbol not in self._reloads:
                 self._reloads[symbol] = asyncio.create_task(self._reload_symbol(symbol))
+        await _abort(failed)
 
     async def _reload_symbol(self, symbol: str) -> None:
         try:
@@ -307,6 +328,15 @@ class Pipeline:
         for batch in batches:
             for sub in batch.submissions:
                 _resolve_failed(sub, message)
+
+
+async def _abort(batches: list[_Batch]) -> None:
+    """Roll back the transactions of batches that will never commit."""
+    commits = [b.commit for b in batches if b.commit is not None]
+    await asyncio.gather(*(c.abort() for c in commits))
+    for batch in batches:
+        if batch.span is not None and batch.span.is_recording():
+            batch.span.end()
 
 
 def _committed(batch: _Batch) -> Iterator[tuple[Command, Outcome]]:

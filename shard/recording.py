@@ -53,7 +53,7 @@ def _new_order(cmd: PlaceOrder, report: Report, rows: BatchRows) -> None:
             report.order_id,
             cmd.symbol,
             cmd.account,
-            cmd.client_order_id or None,
+            cmd.client_order_id,
             int(cmd.side),
             int(cmd.order_type),
             int(cmd.time_in_force),
@@ -137,30 +137,35 @@ def _makers(report: Report, rows: BatchRows) -> None:
 
 
 def _update(rows: BatchRows, change: OrderUpdate) -> None:
-    order_id = change.order_id
+    order_id, status, price, quantity, cum_qty, leaves_qty, priority, updated_seq = change
     new = rows.orders.get(order_id)
     if new is not None:  # accepted earlier in this same batch: still one whole row
-        rows.orders[order_id] = new._replace(
-            status=change.status,
-            price=new.price if change.price is None else change.price,
-            quantity=new.quantity if change.quantity is None else change.quantity,
-            cum_qty=new.cum_qty if change.cum_qty is None else change.cum_qty,
-            leaves_qty=change.leaves_qty,
-            priority=new.priority if change.priority is None else change.priority,
-            updated_seq=change.updated_seq,
+        rows.orders[order_id] = _new(
+            OrderRow,
+            (
+                *new[:9],  # order_id .. stp never change
+                new.price if price is None else price,
+                new.quantity if quantity is None else quantity,
+                new.cum_qty if cum_qty is None else cum_qty,
+                leaves_qty,
+                status,
+                new.priority if priority is None else priority,
+                new.created_seq,
+                updated_seq,
+            ),
         )
         return
     old = rows.updates.get(order_id)
     if old is not None:
-        merged = [o if n is None else n for o, n in zip(old, change, strict=True)]
-        change = OrderUpdate._make(merged)
+        change = _new(
+            OrderUpdate, tuple(o if n is None else n for o, n in zip(old, change, strict=True))
+        )
     rows.updates[order_id] = change
 
 
 def journal_row(cmd: Command, report: Report, epoch: int) -> JournalRow:
     r = report
-    result = (int(r.status), int(r.reject_code), r.cum_qty, r.leaves_qty, epoch)
-    if type(cmd) is PlaceOrder:
+    if type(cmd) is PlaceOrder:  # the common case, built in one step
         return _new(
             JournalRow,
             (
@@ -170,17 +175,22 @@ def journal_row(cmd: Command, report: Report, epoch: int) -> JournalRow:
                 cmd.account,
                 cmd.client_order_id,
                 r.order_id,
-                int(cmd.side),
-                int(cmd.order_type),
-                int(cmd.time_in_force),
+                cmd.side,
+                cmd.order_type,
+                cmd.time_in_force,
                 cmd.post_only,
-                int(cmd.stp),
+                cmd.stp,
                 cmd.price,
                 cmd.quantity,
                 0,
-                *result,
+                r.status,
+                r.reject_code,
+                r.cum_qty,
+                r.leaves_qty,
+                epoch,
             ),
         )
+    result = (int(r.status), int(r.reject_code), r.cum_qty, r.leaves_qty, epoch)
     if type(cmd) is CancelOrder:
         return _new(
             JournalRow,

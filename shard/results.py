@@ -10,58 +10,78 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from api.status import command_error, malformed_command_error
 from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from shard.admission import Outcome
-from shard.edge import MassCancelAllSymbols, command_from_pb, command_side, mass_cancel_symbols
-from shard.edge import report_to_pb as _report_to_pb
-from shard.engine import Command, MassCancel, Report
+from shard.edge import MassCancelAllSymbols, command_from_pb, mass_cancel_symbols, write_report
+from shard.engine import Command, MassCancel, PlaceOrder, Report
 from shard.errors import REASON_OVERLOADED, CommandFailure, Overloaded
 from shard.idempotency import Replay
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
 
 PbCommand = orders_pb2.OrderCommand | shard_pb2.ShardCommand
-_Slot = tuple[int, int, bool]  # first index in the domain list, how many, is a mass cancel
+Results = RepeatedCompositeFieldContainer[orders_pb2.CommandResult]
+# Per command, what it became: its refusal, the index of its one domain command, or the
+# (first, count) range of a mass cancel's domain commands (one per symbol).
+_Planned = orders_pb2.CommandError | int | tuple[int, int]
 
 
 async def execute_commands(
     pipeline: Pipeline,
     commands: Sequence[PbCommand],
+    out: Results,
     nbytes: int = 0,
-) -> list[orders_pb2.CommandResult]:
-    """Validate, convert, run through the pipeline, and answer one CommandResult each."""
-    results: list[orders_pb2.CommandResult | None] = [None] * len(commands)
+) -> None:
+    """Validate, convert, run through the pipeline, and append one CommandResult per command
+    to ``out`` (the results field of the response itself: nothing is copied afterwards)."""
     domain: list[Command] = []
-    slots: list[_Slot | None] = []
-    arrived = time.time_ns()
-    for i, pb in enumerate(commands):
-        error = _refusal(pb, i, arrived)
-        if error is not None:
-            results[i] = orders_pb2.CommandResult(correlation_id=pb.correlation_id, error=error)
-            slots.append(None)
-            continue
-        expanded = _expand(command_from_pb(pb), pipeline.ownership)
-        slots.append((len(domain), len(expanded), pb.WhichOneof("command") == "mass_cancel"))
-        domain.extend(expanded)
+    plan = _plan(commands, domain, pipeline.ownership)
     outcomes = await _submit(pipeline, domain, nbytes)
     now = time.time_ns()
-    for i, (pb, slot) in enumerate(zip(commands, slots, strict=True)):
-        if slot is not None:
-            start, count, is_mass = slot
-            results[i] = _result(
-                pb, domain[start : start + count], outcomes[start : start + count], is_mass, now
-            )
-    return [r for r in results if r is not None]
+    add = out.add
+    for pb, planned in zip(commands, plan, strict=True):
+        result = add()
+        result.correlation_id = pb.correlation_id
+        if isinstance(planned, int):
+            _answer(result, domain[planned], outcomes[planned], now)
+        elif isinstance(planned, tuple):
+            first, count = planned
+            _answer_mass(result, domain, outcomes, range(first, first + count), now)
+        else:
+            result.error.CopyFrom(planned)
+
+
+def _plan(
+    commands: Sequence[PbCommand], domain: list[Command], ownership: Ownership
+) -> list[_Planned]:
+    """Refuse or convert each command, appending the domain commands to ``domain``."""
+    plan: list[_Planned] = []
+    arrived = time.time_ns()
+    for i, pb in enumerate(commands):
+        refusal = _refusal(pb, i, arrived)
+        if refusal is not None:
+            plan.append(refusal)
+            continue
+        cmd = command_from_pb(pb)
+        if isinstance(cmd, MassCancelAllSymbols):
+            expanded = mass_cancel_symbols(cmd, ownership.serving())
+            plan.append((len(domain), len(expanded)))
+            domain.extend(expanded)
+        else:
+            plan.append((len(domain), 1) if type(cmd) is MassCancel else len(domain))
+            domain.append(cmd)
+    return plan
 
 
 def _refusal(pb: PbCommand, i: int, now: int) -> orders_pb2.CommandError | None:
     """A command that must not run: malformed, or (router commands) already past its
     caller's deadline when it arrived, so nobody is waiting for its outcome."""
-    violations = validate_command(pb, f"commands[{i}].")
-    if violations:
-        return malformed_command_error(violations, _symbol_of(pb))
+    if validate_command(pb):  # paths with the command's index only for a bad command
+        return malformed_command_error(validate_command(pb, f"commands[{i}]."), _symbol_of(pb))
     if type(pb) is shard_pb2.ShardCommand and 0 < pb.deadline_unix_nanos < now:
         return command_error(
             types_pb2.REJECT_CODE_DEADLINE_EXCEEDED,
@@ -69,12 +89,6 @@ def _refusal(pb: PbCommand, i: int, now: int) -> orders_pb2.CommandError | None:
             symbol=_symbol_of(pb),
         )
     return None
-
-
-def _expand(cmd: Command | MassCancelAllSymbols, ownership: Ownership) -> list[Command]:
-    if isinstance(cmd, MassCancelAllSymbols):
-        return list(mass_cancel_symbols(cmd, ownership.serving()))
-    return [cmd]
 
 
 async def _submit(pipeline: Pipeline, domain: list[Command], nbytes: int) -> list[Outcome]:
@@ -87,31 +101,34 @@ async def _submit(pipeline: Pipeline, domain: list[Command], nbytes: int) -> lis
         return [failure] * len(domain)
 
 
-def _result(
-    pb: PbCommand, cmds: list[Command], outcomes: list[Outcome], is_mass: bool, now: int
-) -> orders_pb2.CommandResult:
-    cid = pb.correlation_id
-    if is_mass:
-        mass = orders_pb2.MassCancelResult()
-        for cmd, outcome in zip(cmds, outcomes, strict=True):
-            if isinstance(outcome, CommandFailure):
-                mass.errors.append(failure_to_pb(outcome, cmd.symbol))
-            else:
-                mass.reports.append(report_to_pb(cmd, outcome, now))
-        return orders_pb2.CommandResult(correlation_id=cid, mass_cancel=mass)
-    outcome = outcomes[0]
-    if isinstance(outcome, CommandFailure):
-        error = failure_to_pb(outcome, cmds[0].symbol)
-        return orders_pb2.CommandResult(correlation_id=cid, error=error)
-    return orders_pb2.CommandResult(correlation_id=cid, report=report_to_pb(cmds[0], outcome, now))
+def _answer(result: orders_pb2.CommandResult, cmd: Command, outcome: Outcome, now: int) -> None:
+    if type(outcome) is Report:
+        write_report(result.report, outcome, cmd.side if type(cmd) is PlaceOrder else 0, now)
+    elif type(outcome) is Replay:
+        side = cmd.side if type(cmd) is PlaceOrder else 0
+        write_report(result.report, outcome.report, side, now, replayed=True)
+    else:
+        assert isinstance(outcome, CommandFailure)
+        result.error.CopyFrom(failure_to_pb(outcome, cmd.symbol))
 
 
-def report_to_pb(cmd: Command, outcome: Report | Replay, now: int) -> orders_pb2.ExecutionReport:
-    """The answer to ``cmd``; a Replay is the original result of an idempotent retry."""
-    side = 0 if isinstance(cmd, MassCancel) and cmd.side is None else command_side(cmd)
-    if isinstance(outcome, Replay):
-        return _report_to_pb(outcome.report, side=side, transact_time_unix_nanos=now, replayed=True)
-    return _report_to_pb(outcome, side=side, transact_time_unix_nanos=now)
+def _answer_mass(
+    result: orders_pb2.CommandResult,
+    domain: list[Command],
+    outcomes: list[Outcome],
+    indexes: range,
+    now: int,
+) -> None:
+    """One report per symbol where the mass cancel ran (side 0: it names no one order)."""
+    mass = result.mass_cancel
+    mass.SetInParent()  # a mass cancel over no owned symbol is still an (empty) result
+    for i in indexes:
+        outcome = outcomes[i]
+        if isinstance(outcome, CommandFailure):
+            mass.errors.append(failure_to_pb(outcome, domain[i].symbol))
+        else:
+            report = outcome.report if isinstance(outcome, Replay) else outcome
+            write_report(mass.reports.add(), report, 0, now)
 
 
 def failure_to_pb(failure: CommandFailure, symbol: str) -> orders_pb2.CommandError:

@@ -29,13 +29,13 @@ from persistence.loader import list_symbols
 from persistence.migrate import migrate
 from persistence.placements import StoredPlacement, find_order, find_placements
 from persistence.writer import BatchWriter, configure_connection
+from shard import gc_policy
 from shard.admission import Admission
 from shard.cluster_member import ClusterMember
 from shard.config import ShardConfig
 from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
 from shard.gateway import GatewayServicer
-from shard.gc_policy import freeze_survivors
 from shard.idempotency import IdempotencyIndex, Key
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
@@ -87,7 +87,7 @@ class ShardNode:
         writer = BatchWriter(self.pool, timeout=config.pg_timeout)
         admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._lookup)
         self.pipeline = Pipeline(
-            self.engine, self.ownership, admission, writer.commit, self._reload, config.caps
+            self.engine, self.ownership, admission, writer.start, self._reload, config.caps
         )
         self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
         self.publisher: MarketDataPublisher | None = None
@@ -127,8 +127,9 @@ class ShardNode:
             await self.custody.take(symbol)
         gc.collect()
         gc.freeze()  # the loaded books are long-lived: keep them out of every GC pass
+        gc_policy.tune(self.config.gc_young_threshold)
         if self.config.gc_freeze_interval > 0:
-            freezer = freeze_survivors(self.config.gc_freeze_interval)
+            freezer = gc_policy.freeze_survivors(self.config.gc_freeze_interval)
             self._background.append(asyncio.create_task(freezer))
         self.pipeline.start()
         await self._start_grpc()

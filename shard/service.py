@@ -68,8 +68,11 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
             await session.enqueue(functools.partial(self._run, request))
 
     async def _run(self, request: shard_pb2.ExecuteRequest) -> shard_pb2.ExecuteResponse:
-        results = await execute_commands(self._pipeline, request.commands, request.ByteSize())
-        return _wrap(results, request.batch_id)
+        response = shard_pb2.ExecuteResponse(batch_id=request.batch_id)
+        await execute_commands(
+            self._pipeline, request.commands, response.results, request.ByteSize()
+        )
+        return response
 
 
 async def cancel_on_disconnect(pipeline: Pipeline, session: StreamSession) -> None:

@@ -65,6 +65,7 @@ def _register_shard(targets: Any) -> None:
         "--rate", type=float, help="open-loop orders/s (default: half the measured max)"
     )
     shard.add_argument("--seed", type=int, default=1, help="flow seed (default 1)")
+    _add_max_rate(shard)
     _add_output_flags(shard)
     shard.set_defaults(handler=_run_shard)
 
@@ -115,6 +116,7 @@ def _register_cluster(targets: Any) -> None:
         "--runs", type=_positive, default=1, help="runs of every phase; medians (default 1)"
     )
     cluster.add_argument("--seed", type=int, default=1, help="flow seed (default 1)")
+    _add_max_rate(cluster)
     cluster.add_argument(
         "--plot", type=Path, metavar="PATH",
         help="write throughput and latency over time (0.5 s buckets) as a PNG",
@@ -131,6 +133,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _add_max_rate(parser: argparse.ArgumentParser) -> None:
+    from tools.bench.load import MAX_RATE
+
+    parser.add_argument(
+        "--max-rate", type=float, default=MAX_RATE,
+        help="closed-loop runs prepare this many orders/s worth of messages before the clock"
+        f" starts; a faster system runs out early and is told so (default {MAX_RATE:,.0f})",
+    )  # fmt: skip
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -177,6 +189,7 @@ def _run_shard(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         rate=args.rate,
         seed=args.seed,
+        max_rate=args.max_rate,
     )
     result, lines = asyncio.run(bench_shard(params, Progress(args.quiet)))
     write_result(result, args.out, args.json, lines)
@@ -204,6 +217,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
         shards=args.shards,
         routers=args.routers,
         plot=args.plot,
+        max_rate=args.max_rate,
     )
     try:
         result, lines = bench_cluster(params, Progress(args.quiet))

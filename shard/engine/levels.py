@@ -160,9 +160,12 @@ class BookSide:
         del self.levels[key]
 
     def depth(self, n: int) -> list[Level]:
+        # tuple.__new__: Level's generated __new__ is a Python call per level, and committed
+        # views take the top levels of every touched symbol after every batch.
         levels = self.levels
+        new = tuple.__new__
         return [
-            Level(level.price, level.total, level.count)
+            new(Level, (level.price, level.total, level.count))
             for level in (levels[key] for key in reversed(self.keys[-n:] if n > 0 else []))
         ]
 

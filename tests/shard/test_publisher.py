@@ -62,7 +62,13 @@ def no_failpoints() -> None:
     failpoints.configure("")
 
 
-async def follow(md: RedisCluster, *symbols: str) -> list[BookFollower]:
+async def follow(md: RedisCluster, node: ShardNode, *symbols: str) -> list[BookFollower]:
+    """Followers that start once the owner has published its first round (the RESNAPSHOT a
+    newly taken symbol begins with), so a follower that counts RESNAPSHOTs sees only later
+    ones."""
+    assert node.publisher is not None
+    for symbol in symbols:
+        await node.publisher.flush(symbol)
     return [await BookFollower(md, s).start() for s in symbols]
 
 
@@ -74,7 +80,7 @@ async def test_a_subscriber_rebuilds_the_committed_book_and_the_trades(
     db: str, redis_cluster_clean: LocalRedisCluster, md: RedisCluster
 ) -> None:
     async with running_node(md_config(db, redis_cluster_clean)) as node:
-        followers = await follow(md, *SYMBOLS)
+        followers = await follow(md, node, *SYMBOLS)
         channel, stub = gateway(node.port)
         pbs = wire_flow(21, 1500)
         async with channel:
@@ -139,7 +145,7 @@ async def test_a_burst_is_coalesced_into_one_snapshot_and_one_message(
     the other: when it lets go, they go out as one snapshot and one message."""
     cfg = md_config(db, redis_cluster_clean, redis_timeout=30.0)
     async with running_node(cfg) as node:
-        (follower,) = await follow(md, BTC)
+        (follower,) = await follow(md, node, BTC)
         channel, stub = gateway(node.port)
         async with channel:
             await submit(stub, [order(BTC, "maker", 2, 1000, 100)])
@@ -172,7 +178,7 @@ async def test_nothing_uncommitted_is_ever_published(
 ) -> None:
     failed_price = 777
     async with running_node(md_config(db, redis_cluster_clean)) as node:
-        (follower,) = await follow(md, BTC)
+        (follower,) = await follow(md, node, BTC)
         channel, stub = gateway(node.port)
         async with channel:
             await submit(stub, [order(BTC, "a", 2, 5, 100)])
@@ -203,7 +209,7 @@ async def test_a_redis_node_down_degrades_market_data_not_trading(
     index = node_index(md, redis, BTC)
     async with running_node(md_config(db, redis, redis_timeout=1.0)) as node:
         publisher = node.publisher
-        (follower,) = await follow(md, BTC)
+        (follower,) = await follow(md, node, BTC)
         channel, stub = gateway(node.port)
         async with channel:
             await submit(stub, [order(BTC, "a", 2, 5, 100)])
@@ -273,7 +279,7 @@ async def test_the_book_follows_a_planned_move_without_going_back(
         before = await assignment(admin, lambda a: a.state is AssignmentState.ACTIVE)
         source = next(n for n in nodes if n.config.shard_id == before.shard_id)
         target = next(n for n in nodes if n is not source)
-        (follower,) = await follow(md, BTC)
+        (follower,) = await follow(md, source, BTC)
         flow = [c for c in wire_flow(5, 1200) if getattr(c, c.WhichOneof("command")).symbol == BTC]
         assert len(flow) > 400
         channel, stub = gateway(source.port)

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .cluster_setup import bench_symbols, create_bench_symbols, missing_acks, wait_routable
-from .load import ClientFlow, LoadResult, percentile, run_client
+from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
 from .output import Progress
 from .passthrough import PassthroughPair
 from .timeline import timeline
 from .unary_load import run_unary
 
-MAX_MESSAGES = 10_000_000  # per stream, closed loop: the duration is the real bound
 _ROUTER_PHASES = ("max", "open_loop", "unary")
 _RAW_PHASES = ("raw_two_hop", "raw_two_hop_unary")
 
@@ -43,6 +42,7 @@ class ClusterBenchParams:
     window: int = 4
     duration_s: float = 10.0
     rate: float | None = None  # open-loop orders/s; None: half of the run's measured maximum
+    max_rate: float = MAX_RATE  # closed loop: orders/s worth of messages prepared per run
     unary_clients: int = 64
     symbols: int = 8
     runs: int = 1
@@ -52,25 +52,12 @@ class ClusterBenchParams:
     plot: Path | None = None
 
 
-async def drive_streams(
+async def drive(
     target: str, symbols: list[str], p: ClusterBenchParams, rate: float | None, run: str
-) -> tuple[LoadResult, float]:
+) -> LoadResult:
     """``p.clients`` Trade streams (closed loop, or open loop at ``rate`` orders/s)."""
-    per_client = rate / p.clients / p.batch if rate else None
-    messages = int(per_client * p.duration_s) if per_client else MAX_MESSAGES
     flows = [ClientFlow(c, symbols, p.seed, run) for c in range(p.clients)]
-    started = time.perf_counter()
-    results = await asyncio.gather(
-        *(
-            run_client(target, f, p.batch, messages, per_client, p.window, p.duration_s)
-            for f in flows
-        )
-    )
-    total = LoadResult()
-    for r in results:
-        total.merge(r)
-    total.elapsed_s = max(r.elapsed_s for r in results)
-    return total, started
+    return await drive_streams(target, flows, p.batch, p.window, p.duration_s, rate, p.max_rate)
 
 
 def summarize(result: LoadResult) -> dict[str, Any]:
@@ -84,6 +71,7 @@ def summarize(result: LoadResult) -> dict[str, Any]:
         "errors": result.errors + len(result.rpc_failures),
         "error_reasons": dict(result.error_reasons),
         "rpc_failures": result.rpc_failures[:5],
+        "exhausted": result.exhausted,
     }
 
 
@@ -94,15 +82,15 @@ async def one_run(
     tag = f"{time.strftime('%H%M%S')}-{n}"  # accounts (and so client order ids) are per run
     where = f"run {n + 1}/{p.runs}:"
     progress.update(f"{where} max throughput through the router, {p.duration_s:g}s")
-    peak, peak_start = await drive_streams(router, symbols, p, None, f"max-{tag}")
+    peak = await drive(router, symbols, p, None, f"max-{tag}")
     peak_summary = summarize(peak)
     rate = p.rate or max(1_000.0, peak_summary["orders_per_sec"] / 2)
     progress.update(f"{where} open loop at {rate:,.0f} orders/s")
-    steady, steady_start = await drive_streams(router, symbols, p, rate, f"open-{tag}")
+    steady = await drive(router, symbols, p, rate, f"open-{tag}")
     progress.update(f"{where} unary, {p.unary_clients} callers in flight")
     unary = await run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
     progress.update(f"{where} raw two-hop ceiling (passthrough pair)")
-    ceiling, _ = await drive_streams(raw, symbols, p, None, f"raw-{tag}")
+    ceiling = await drive(raw, symbols, p, None, f"raw-{tag}")
     raw_unary = await run_unary(raw, symbols, p.unary_clients, p.duration_s, p.seed, "raw")
     record: dict[str, Any] = {
         "max": peak_summary,
@@ -111,8 +99,8 @@ async def one_run(
         "raw_two_hop": summarize(ceiling),
         "raw_two_hop_unary": summarize(raw_unary),
         "timeline": {
-            "max": timeline(peak, peak_start, p.duration_s),
-            "open_loop": timeline(steady, steady_start, p.duration_s),
+            "max": timeline(peak, peak.started, p.duration_s),
+            "open_loop": timeline(steady, steady.started, p.duration_s),
         },
     }
     record["ratio"] = _ratio(record["max"], record["raw_two_hop"])
@@ -171,7 +159,7 @@ async def _measure(e: _Endpoints, p: ClusterBenchParams, progress: Progress) -> 
     progress.update("warm-up")
     warm = ClusterBenchParams(clients=1, batch=p.batch, window=p.window, duration_s=1.0)
     for target in (e.router, e.raw):
-        result, _ = await drive_streams(target, symbols, warm, None, f"warm-{time.time_ns()}")
+        result = await drive(target, symbols, warm, None, f"warm-{time.time_ns()}")
         if target == e.router:
             acked += result.acked_order_ids
     runs = []
@@ -214,6 +202,7 @@ def _result(
         ),
         "acked_orders": acked,
         "missing_acks": missing,
+        "exhausted": any(r[ph]["exhausted"] for r in runs for ph in ("max", "raw_two_hop")),
         "runs": len(runs),
         "router": router,
         "params": {k: v for k, v in asdict(p).items() if k != "plot"},
@@ -259,4 +248,9 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f"reconciliation: {r['acked_orders']:,} acknowledged orders,"
         f" {r['missing_acks']} missing from Postgres",
         *([f"plot: {r['plot']}"] if r.get("plot") else []),
+        *(
+            ["note: a max run used up its prepared messages; raise --max-rate"]
+            if r["exhausted"]
+            else []
+        ),
     ]

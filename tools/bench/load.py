@@ -7,6 +7,12 @@ Two modes:
   was *due*, not sent, so a stalled server cannot hide its backlog (no coordinated omission);
 - closed loop: each client keeps ``window`` messages in flight, as fast as answers return.
 Every accepted placement is recorded, for reconciliation against the database.
+
+Benchmarks prepare their messages before the clock starts (``ClientFlow.prepare``: built and
+serialized up front) and count the answers after it stops, so that the measured window holds
+only what the system under test costs its clients: sending and receiving (building a command
+costs the generator ~5 us, as much as the shard spends on it). Live displays (``make run``)
+generate and count as they go.
 """
 
 from __future__ import annotations
@@ -15,14 +21,18 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 
-from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, types_pb2
+from matching.v1 import gateway_pb2, orders_pb2, types_pb2
 
 MID = 1_000_000
+# Closed-loop runs prepare this many orders/s worth of messages: a system faster than this
+# runs out of them before the duration ends (LoadResult.exhausted says so).
+MAX_RATE = 100_000.0
 
 
 @dataclass
@@ -38,6 +48,9 @@ class LoadResult:
     # (perf_counter when the answer arrived, commands it answered), one per latency: the
     # throughput-and-latency-over-time record of the cluster benchmark.
     acks: list[tuple[float, int]] = field(default_factory=list)
+    # A closed-loop run used up its prepared messages: the system may be faster than measured.
+    exhausted: bool = False
+    started: float = 0.0  # perf_counter when the (first) stream started
 
     def merge(self, other: LoadResult) -> None:
         self.orders += other.orders
@@ -48,6 +61,18 @@ class LoadResult:
         self.rpc_failures += other.rpc_failures
         self.error_reasons += other.error_reasons
         self.acks += other.acks
+        self.exhausted |= other.exhausted
+        self.started = min(self.started, other.started) if self.started else other.started
+
+
+class Prepared(NamedTuple):
+    """One message built ahead of a run: its wire bytes and, per command, whether it places."""
+
+    payload: bytes
+    placements: bytes  # one byte per command: 1 = place_order
+
+
+_TRADE_PATH = "/matching.v1.OrderGatewayService/Trade"
 
 
 class ClientFlow:
@@ -63,6 +88,16 @@ class ClientFlow:
 
     def message(self, size: int) -> list[orders_pb2.OrderCommand]:
         return [self._command() for _ in range(size)]
+
+    def prepare(self, size: int, count: int) -> list[Prepared]:
+        """``count`` messages of ``size`` commands, serialized (built before a run starts)."""
+        out = []
+        for _ in range(count):
+            cmds = self.message(size)
+            payload = gateway_pb2.TradeRequest(commands=cmds).SerializeToString()
+            kinds = bytes(c.WhichOneof("command") == "place_order" for c in cmds)
+            out.append(Prepared(payload, kinds))
+        return out
 
     def _command(self) -> orders_pb2.OrderCommand:
         r, rng = self.rng.random(), self.rng
@@ -109,17 +144,29 @@ async def run_client(
     window: int,
     deadline_s: float,
     result: LoadResult | None = None,
+    *,
+    prepared: Sequence[Prepared] | None = None,
 ) -> LoadResult:
     """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too).
 
-    Pass ``result`` to watch it fill while the stream runs (live progress displays)."""
+    With ``prepared``, those messages are sent (``messages`` is ignored) and the answers are
+    counted once the stream ends; without, each message is built when it is due and counted
+    when answered: pass ``result`` to watch it fill while the stream runs (live displays)."""
     result = LoadResult() if result is None else result
-    due_times: asyncio.Queue[tuple[float, list[orders_pb2.OrderCommand]]] = asyncio.Queue()
+    plan: Sequence[Prepared] | None = prepared
+    sent: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    answers: list[tuple[bytes, gateway_pb2.TradeResponse]] = []
     inflight = asyncio.Semaphore(window)
-    started = time.perf_counter()
+    count = len(plan) if plan is not None else messages
+    started = result.started = time.perf_counter()
 
-    async def requests() -> AsyncIterator[gateway_pb2.TradeRequest]:
-        for i in range(messages):
+    def build() -> Prepared:
+        cmds = flow.message(batch)
+        kinds = bytes(c.WhichOneof("command") == "place_order" for c in cmds)
+        return Prepared(gateway_pb2.TradeRequest(commands=cmds).SerializeToString(), kinds)
+
+    async def requests() -> AsyncIterator[bytes]:
+        for i in range(count):
             if time.perf_counter() - started > deadline_s:
                 break
             due = started + i / rate_per_s if rate_per_s else time.perf_counter()
@@ -127,36 +174,46 @@ async def run_client(
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             else:
                 await inflight.acquire()
-            cmds = flow.message(batch)
-            due_times.put_nowait((due, cmds))
-            yield gateway_pb2.TradeRequest(commands=cmds)
+            message = plan[i] if plan is not None else build()
+            sent.put_nowait((due, message.placements))
+            yield message.payload
 
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = gateway_pb2_grpc.OrderGatewayServiceStub(channel)
+        # Requests go out as the prepared bytes (no serializer); answers are parsed.
+        trade: grpc.aio.StreamStreamMultiCallable[bytes, gateway_pb2.TradeResponse] = (
+            channel.stream_stream(
+                _TRADE_PATH, response_deserializer=gateway_pb2.TradeResponse.FromString
+            )
+        )
         try:
-            async for reply in stub.Trade(requests(), timeout=deadline_s + 30):
+            async for reply in trade(requests(), timeout=deadline_s + 30):
                 if not reply.results or reply.results[0].correlation_id == 0:
                     continue  # unsolicited maker reports
-                due, cmds = due_times.get_nowait()
+                due, placements = sent.get_nowait()
                 now = time.perf_counter()
                 result.latencies_ms.append((now - due) * 1e3)
-                result.acks.append((now, len(cmds)))
-                _count(result, cmds, reply.results)
+                result.acks.append((now, len(placements)))
+                if plan is None:
+                    _count(result, placements, reply.results)
+                else:
+                    answers.append((placements, reply))  # counted once the stream ends
                 if not rate_per_s:
                     inflight.release()
         except grpc.aio.AioRpcError as exc:
             result.rpc_failures.append(f"{exc.code().name}: {exc.details()}")
     result.elapsed_s = time.perf_counter() - started
+    for placements, reply in answers:
+        _count(result, placements, reply.results)
     return result
 
 
-def _count(result: LoadResult, cmds: list[orders_pb2.OrderCommand], results: object) -> None:
-    for cmd, res in zip(cmds, results, strict=True):  # type: ignore[call-overload]
+def _count(result: LoadResult, placements: bytes, results: object) -> None:
+    for is_place, res in zip(placements, results, strict=True):  # type: ignore[call-overload]
         result.orders += 1
         if res.WhichOneof("result") == "error":
             result.errors += 1
             result.error_reasons[types_pb2.RejectCode.Name(res.error.reason)] += 1
-        elif cmd.WhichOneof("command") == "place_order" and res.report.order_id:
+        elif is_place and res.report.order_id:
             result.acked_order_ids.append(res.report.order_id)
             result.fills += len(res.report.fills)
 
@@ -166,3 +223,32 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive_streams(
+    target: str,
+    flows: list[ClientFlow],
+    batch: int,
+    window: int,
+    duration_s: float,
+    rate: float | None,
+    max_rate: float,
+) -> LoadResult:
+    """One prepared Trade stream per flow, together: closed loop (``rate`` None, at most
+    ``max_rate`` orders/s worth of prepared messages) or open loop at ``rate`` orders/s."""
+    per_client = (rate or max_rate) / len(flows) / batch
+    count = max(1, int(per_client * duration_s))
+    plans = [f.prepare(batch, count) for f in flows]
+    open_loop = per_client if rate else None
+    results = await asyncio.gather(
+        *(
+            run_client(target, f, batch, count, open_loop, window, duration_s, prepared=plan)
+            for f, plan in zip(flows, plans, strict=True)
+        )
+    )
+    total = LoadResult()
+    for r in results:
+        total.merge(r)
+    total.elapsed_s = max(r.elapsed_s for r in results)
+    total.exhausted = not rate and any(r.orders >= count * batch for r in results)
+    return total

@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from matching.v1 import gateway_pb2, gateway_pb2_grpc
+from persistence.rows import BatchRows
 from shard.config import ShardConfig
 from shard.server import ShardNode
 
@@ -30,18 +31,25 @@ from .shard_setup import BENCH_SYMBOLS, prepare_bench_db
 
 
 async def _single_stream_latency(node: ShardNode) -> str:
-    commit = node.pipeline._commit  # wrapped to time the transaction alone
+    start = node.pipeline._start_commit  # wrapped to time each transaction alone
     commit_ms: list[float] = []
 
-    async def timed_commit(rows):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        await commit(rows)
-        commit_ms.append((time.perf_counter() - started) * 1e3)
+    class TimedCommit:
+        def __init__(self, rows: BatchRows) -> None:
+            self.started = time.perf_counter()
+            self.inner = start(rows)
 
-    node.pipeline._commit = timed_commit
+        async def commit(self) -> None:
+            await self.inner.commit()
+            commit_ms.append((time.perf_counter() - self.started) * 1e3)
+
+        async def abort(self) -> None:
+            await self.inner.abort()
+
+    node.pipeline._start_commit = TimedCommit
     flow = ClientFlow(0, list(BENCH_SYMBOLS), 1, "latency")
     result = await run_client(f"127.0.0.1:{node.port}", flow, 100, 40, 10.0, 1, 10.0)
-    node.pipeline._commit = commit
+    node.pipeline._start_commit = start
     lat = sorted(result.latencies_ms)
     return (
         f"one Trade stream, 10 messages/s x 100 orders: p50 {statistics.median(lat):.1f} ms,"

@@ -11,7 +11,6 @@ then reconciles: every acknowledged order must be in Postgres.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from .load import ClientFlow, LoadResult, percentile, run_client
+from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
 from .output import Progress
 from .shard_setup import BENCH_SYMBOLS, engine_orders_per_sec, prepare_bench_db, recovery_seconds
 
@@ -34,23 +33,12 @@ class ShardBenchParams:
     rate: float | None = None  # open-loop orders/s; None: half of the measured maximum
     seed: int = 1
     recovery_orders: int = 100_000
+    max_rate: float = MAX_RATE  # closed loop: orders/s worth of messages prepared
 
 
 async def _drive(target: str, p: ShardBenchParams, rate: float | None, seed: int) -> LoadResult:
-    per_client = rate / p.clients / p.batch if rate else None
-    messages = int(per_client * p.duration_s) if per_client else 10_000_000
     flows = [ClientFlow(c, list(BENCH_SYMBOLS), seed) for c in range(p.clients)]
-    results = await asyncio.gather(
-        *(
-            run_client(target, f, p.batch, messages, per_client, p.window, p.duration_s)
-            for f in flows
-        )
-    )
-    total = LoadResult()
-    for r in results:
-        total.merge(r)
-    total.elapsed_s = max(r.elapsed_s for r in results)
-    return total
+    return await drive_streams(target, flows, p.batch, p.window, p.duration_s, rate, p.max_rate)
 
 
 def _summary(result: LoadResult) -> dict[str, Any]:
@@ -63,6 +51,7 @@ def _summary(result: LoadResult) -> dict[str, Any]:
         "p999_ms": round(percentile(lat, 0.999), 2),
         "errors": result.errors + len(result.rpc_failures),
         "error_reasons": dict(result.error_reasons),
+        "exhausted": result.exhausted,
     }
 
 
@@ -132,6 +121,7 @@ async def _run_phases(
         **{k: peak_summary[k] for k in ("orders_per_sec", "p50_ms", "p99_ms", "errors")},
         "p999_ms": peak_summary["p999_ms"],
         "error_reasons": peak_summary["error_reasons"],
+        "exhausted": peak_summary["exhausted"],
         "engine_orders_per_sec": round(engine_orders_per_sec(p.seed)),
         "rows_committed_per_sec": round(rows_per_sec),
         "open_loop": {"rate": round(rate), **_summary(steady)},
@@ -140,6 +130,7 @@ async def _run_phases(
             "batch": p.batch,
             "window": p.window,
             "duration_s": p.duration_s,
+            "max_rate": p.max_rate,
         },
         "acked_orders": len(acked),
         "missing_acked_orders": _missing_acks(dsn, acked),
@@ -160,4 +151,6 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f" in {r['recovery_s']} s",
         f"reconciliation: {r['acked_orders']:,} acknowledged orders,"
         f" {r['missing_acked_orders']} missing from Postgres",
-    ]
+        *(["note: the max run used up its prepared messages; raise --max-rate"]
+          if r["exhausted"] else []),
+    ]  # fmt: skip

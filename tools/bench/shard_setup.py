@@ -7,9 +7,10 @@ import time
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from persistence.copy_text import ORDER_COLUMNS
 from persistence.migrate import migrate
 from persistence.symbols import create_symbol
-from persistence.writer import ORDER_COLUMNS, configure_connection
+from persistence.writer import configure_connection
 from shard.edge import command_from_pb
 from shard.engine import MatchingEngine, SymbolSpec
 from shard.loading import take_symbol
