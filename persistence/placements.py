@@ -27,19 +27,35 @@ class StoredPlacement(NamedTuple):
     fills: list[tuple[int, str, int, int, int]]  # maker id, maker account, price, qty, index
 
 
+_PLACEMENTS = (
+    "SELECT o.account, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,"
+    " o.price, o.quantity, o.post_only, o.stp, o.order_id, j.seq, j.status, j.reject_code,"
+    " j.cum_qty, j.leaves_qty"
+    " FROM {keys} AS k(account, client_order_id)"
+    " JOIN orders o USING (account, client_order_id)"
+    " JOIN journal j ON j.symbol = o.symbol AND j.seq = o.created_seq"
+)
+# The keys travel as two strings split in SQL: one C-level join here instead of psycopg's
+# per-element array dumping, for every batch. The separator is a control character, which
+# ids do not hold (the edge refuses them); a key that does goes as arrays instead.
+_SEP = "\x1f"
+_BY_STRINGS = _PLACEMENTS.format(
+    keys="unnest(string_to_array(%s, E'\\x1f'), string_to_array(%s, E'\\x1f'))"
+)
+_BY_ARRAYS = _PLACEMENTS.format(keys="unnest(%s::text[], %s::text[])")
+
+
 async def find_placements(
     conn: psycopg.AsyncConnection, keys: list[tuple[str, str]]
 ) -> list[StoredPlacement]:
     """One round trip for a batch's unseen client order ids, plus one for their fills."""
-    cur = await conn.execute(
-        "SELECT o.account, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,"
-        " o.price, o.quantity, o.post_only, o.stp, o.order_id, j.seq, j.status, j.reject_code,"
-        " j.cum_qty, j.leaves_qty"
-        " FROM unnest(%s::text[], %s::text[]) AS k(account, client_order_id)"
-        " JOIN orders o USING (account, client_order_id)"
-        " JOIN journal j ON j.symbol = o.symbol AND j.seq = o.created_seq",
-        ([k[0] for k in keys], [k[1] for k in keys]),
-    )
+    accounts = _SEP.join([k[0] for k in keys])
+    cloids = _SEP.join([k[1] for k in keys])
+    separators = len(keys) - 1
+    if accounts.count(_SEP) == separators and cloids.count(_SEP) == separators:
+        cur = await conn.execute(_BY_STRINGS, (accounts, cloids))
+    else:
+        cur = await conn.execute(_BY_ARRAYS, ([k[0] for k in keys], [k[1] for k in keys]))
     found = [StoredPlacement._make((*row, [])) for row in await cur.fetchall()]
     if found:
         await _attach_fills(conn, found)

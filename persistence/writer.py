@@ -59,14 +59,23 @@ _APPLY_UPDATES = (
 
 
 async def configure_connection(conn: psycopg.AsyncConnection) -> None:
-    """Pool hook: durable commits.
+    """Pool hook: durable commits, key lookups only.
 
     Pooled connections stay in autocommit: work that must be atomic (a batch, a recovery
     snapshot) opens an explicit ``conn.transaction()``; single statements (an epoch claim,
     a lookup) commit by themselves, and nothing is left open when a connection goes back.
+
+    Every statement a shard runs finds rows by key (orders by id or client order id, a
+    symbol's resting orders, journal rows by (symbol, seq)), so its connections forbid
+    sequential scans, hash joins and merge joins: for a batch of a few thousand keys the
+    planner would otherwise pick a scan of the whole ``orders`` table, whose cost grows with
+    the table (measured: 332 sequential scans reading 6M rows in one 8 s run, and Postgres
+    time per order 27-37 us; with these settings 0 scans and 16-20 us, docs/benchmarks.md).
     """
     await conn.set_autocommit(True)
     await conn.execute("SET synchronous_commit = on")
+    for planner_setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+        await conn.execute(f"SET {planner_setting} = off")
 
 
 class BatchWriter:

@@ -13,6 +13,7 @@ from persistence.copy_text import JOURNAL_ROW, ORDER_ROW, array_literals, encode
 from persistence.errors import FencedError
 from persistence.fencing import claim_next_epoch
 from persistence.migrate import migrate
+from persistence.placements import find_placements
 from persistence.rows import BatchRows, FillRow, JournalRow, OrderRow, OrderUpdate
 from persistence.symbols import create_symbol
 from persistence.writer import BatchWriter, configure_connection
@@ -140,3 +141,19 @@ async def test_a_stale_epoch_is_fenced_and_writes_nothing(pool: AsyncConnectionP
         await BatchWriter(pool).commit(stale)
     assert fenced.value.symbols == {SYMBOL: (1, 2)}
     assert await rows(pool, "SELECT count(*) FROM journal") == [(0,)]
+
+
+async def test_placements_are_found_by_key_whatever_the_ids_hold(
+    pool: AsyncConnectionPool,
+) -> None:
+    writer = BatchWriter(pool)
+    stored = batch()
+    for seq, (account, cloid) in enumerate([("a", "c1"), ("b", "c\x1fsep"), ("c", "")], 1):
+        stored.orders[seq] = order(seq, account, cloid)
+        stored.journal.append(journal(seq, account, cloid))
+    await writer.commit(stored)
+    async with pool.connection() as conn:
+        plain = await find_placements(conn, [("a", "c1"), ("a", "nope"), ("x", "c1")])
+        odd = await find_placements(conn, [("b", "c\x1fsep"), ("a", "c1")])
+    assert [(p.account, p.client_order_id, p.order_id) for p in plain] == [("a", "c1", 1)]
+    assert sorted((p.account, p.client_order_id) for p in odd) == [("a", "c1"), ("b", "c\x1fsep")]
