@@ -4,8 +4,10 @@ publisher can write them in one pipeline/transaction on one node.
     md:{SYM}:book     the latest L2 snapshot: a serialized MarketDataUpdate (snapshot set),
                       rewritten after every committed batch that touched the symbol and at
                       least every HEARTBEAT_S while the symbol is owned (freshness)
-    md:{SYM}:trades   a capped stream (XADD MAXLEN ~ TRADES_MAXLEN) of PublicTrades updates,
-                      one entry per command with trades, field b"u" = MarketDataUpdate bytes
+    md:{SYM}:trades   a capped stream (XADD MAXLEN ~ TRADES_MAXLEN) of recent trades: one
+                      entry per publishing round that had trades, field b"u" = a serialized
+                      StreamMarketDataResponse whose updates are PublicTrades updates (one
+                      per command with trades) in seq order
     md:{SYM}:updates  the sharded pub/sub channel (SPUBLISH): one message per committed batch,
                       a serialized StreamMarketDataResponse whose updates are, in seq order,
                       one delta (prev_seq -> seq) then the batch's trades; or a single

@@ -16,7 +16,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from marketdata.book import L2Book, diff_side, levels_pb
+from marketdata.book import L2Book, add_levels, diff_side
 from matching.v1 import market_data_pb2
 
 MD = market_data_pb2
@@ -108,13 +108,14 @@ class DepthGroup:
     ) -> market_data_pb2.MarketDataUpdate:
         """The group's snapshot of ``book`` (and the view its next deltas start from)."""
         self._bids, self._asks = top(book, self.depth)
-        snapshot = MD.OrderBookSnapshot(
-            bids=levels_pb(self._bids),
-            asks=levels_pb(self._asks),
-            symbol_status=meta.symbol_status,
-            as_of_unix_nanos=meta.as_of_unix_nanos,
-        )
-        return MD.MarketDataUpdate(symbol=self.symbol, seq=book.seq, snapshot=snapshot)
+        update = MD.MarketDataUpdate(symbol=self.symbol, seq=book.seq)
+        snapshot = update.snapshot
+        snapshot.SetInParent()  # an empty book at seq 0 is still a snapshot
+        add_levels(snapshot.bids, self._bids)
+        add_levels(snapshot.asks, self._asks)
+        snapshot.symbol_status = meta.symbol_status
+        snapshot.as_of_unix_nanos = meta.as_of_unix_nanos
+        return update
 
     def delta(
         self, update: market_data_pb2.MarketDataUpdate, book: L2Book
@@ -125,12 +126,13 @@ class DepthGroup:
         bids, asks = top(book, self.depth)
         old_bids, old_asks = self._bids, self._asks
         self._bids, self._asks = bids, asks
-        delta = MD.OrderBookDelta(
-            prev_seq=update.delta.prev_seq,
-            bids=levels_pb(diff_side(old_bids, bids)),
-            asks=levels_pb(diff_side(old_asks, asks)),
-        )
-        return MD.MarketDataUpdate(symbol=self.symbol, seq=update.seq, delta=delta)
+        trimmed = MD.MarketDataUpdate(symbol=self.symbol, seq=update.seq)
+        delta = trimmed.delta
+        delta.SetInParent()  # a delta that changes none of this group's levels still chains
+        delta.prev_seq = update.delta.prev_seq
+        add_levels(delta.bids, diff_side(old_bids, bids))
+        add_levels(delta.asks, diff_side(old_asks, asks))
+        return trimmed
 
     def push(self, updates: list[market_data_pb2.MarketDataUpdate]) -> None:
         """To every member; a member that takes no more (overflowed) leaves the group."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from marketdata.book import diff_side, levels_pb
+from marketdata.book import add_levels, diff_side
 from matching.v1 import gateway_pb2, market_data_pb2, types_pb2
 from shard.engine import Fill
 from shard.pipeline import BookView
@@ -26,38 +26,34 @@ class TradeBatch(NamedTuple):
 
 
 class Encoded(NamedTuple):
-    """One symbol's writes of one round: the book value, stream entries, channel message."""
+    """One symbol's writes of one round: the book value, stream entry, channel message."""
 
     book: bytes
-    trades: list[bytes]
+    trades: bytes | None  # None: no trades this round
     message: bytes | None  # None: nothing for subscribers (a heartbeat rewrite)
     resnapshot: bool = False  # the message is a RESNAPSHOT (the chain was broken)
 
 
 def snapshot_update(view: BookView, depth: int, as_of: int) -> market_data_pb2.MarketDataUpdate:
-    return market_data_pb2.MarketDataUpdate(
-        symbol=view.symbol,
-        seq=view.seq,
-        snapshot=market_data_pb2.OrderBookSnapshot(
-            bids=levels_pb(view.bids[:depth]),
-            asks=levels_pb(view.asks[:depth]),
-            symbol_status=_HALTED if view.halted else _TRADING,
-            as_of_unix_nanos=as_of,
-        ),
-    )
+    update = market_data_pb2.MarketDataUpdate(symbol=view.symbol, seq=view.seq)
+    snapshot = update.snapshot
+    snapshot.SetInParent()  # an empty book at seq 0 is still a snapshot
+    add_levels(snapshot.bids, view.bids[:depth])
+    add_levels(snapshot.asks, view.asks[:depth])
+    snapshot.symbol_status = _HALTED if view.halted else _TRADING
+    snapshot.as_of_unix_nanos = as_of
+    return update
 
 
 def delta_update(old: BookView, new: BookView, depth: int) -> market_data_pb2.MarketDataUpdate:
     """What turns the top ``depth`` levels of ``old`` into those of ``new``; prev_seq chains."""
-    return market_data_pb2.MarketDataUpdate(
-        symbol=new.symbol,
-        seq=new.seq,
-        delta=market_data_pb2.OrderBookDelta(
-            prev_seq=old.seq,
-            bids=levels_pb(diff_side(old.bids[:depth], new.bids[:depth])),
-            asks=levels_pb(diff_side(old.asks[:depth], new.asks[:depth])),
-        ),
-    )
+    update = market_data_pb2.MarketDataUpdate(symbol=new.symbol, seq=new.seq)
+    delta = update.delta
+    delta.SetInParent()  # a delta from seq 0 that changes no level is still a delta
+    delta.prev_seq = old.seq
+    add_levels(delta.bids, diff_side(old.bids[:depth], new.bids[:depth]))
+    add_levels(delta.asks, diff_side(old.asks[:depth], new.asks[:depth]))
+    return update
 
 
 def trades_update(symbol: str, batch: TradeBatch) -> market_data_pb2.MarketDataUpdate:
@@ -100,12 +96,15 @@ def encode(
     otherwise a delta from ``published`` (what subscribers hold) if the seq moved on."""
     updates = [trades_update(view.symbol, batch) for batch in trades]
     book = snapshot_update(view, depth, as_of).SerializeToString()
-    entries = [u.SerializeToString() for u in updates]
+    entry = _response(updates) if updates else None
     if restart or published is None:
         channel = [resnapshot_update(view.symbol, view.seq, restart or "no published state")]
     elif view.seq != published.seq:
         channel = [delta_update(published, view, depth), *updates]
     else:
-        return Encoded(book, entries, None)
-    message = gateway_pb2.StreamMarketDataResponse(updates=channel).SerializeToString()
-    return Encoded(book, entries, message, resnapshot=channel[0].HasField("status"))
+        return Encoded(book, entry, None)
+    return Encoded(book, entry, _response(channel), resnapshot=channel[0].HasField("status"))
+
+
+def _response(updates: list[market_data_pb2.MarketDataUpdate]) -> bytes:
+    return gateway_pb2.StreamMarketDataResponse(updates=updates).SerializeToString()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from cluster.memory import MemoryRegistry, MemoryStore
 from cluster.model import Assignment, AssignmentState
-from marketdata.book import GapError, L2Book, diff_side, levels_pb
+from marketdata.book import GapError, L2Book, diff_side
 from marketdata.keys import DEFAULT_DEPTH, TRADES_MAXLEN, book_key, trades_key, updates_channel
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, market_data_pb2, types_pb2
 from router.md_subscribers import top
@@ -37,6 +37,10 @@ Stub = gateway_pb2_grpc.OrderGatewayServiceStub
 Level = tuple[int, int, int]  # price, quantity, order count
 Levels = list[Level]
 WAIT = 20.0  # generous: two cores shared with other test runs
+
+
+def levels_pb(levels: Iterable[tuple[int, int, int]]) -> list[market_data_pb2.PriceLevel]:
+    return [market_data_pb2.PriceLevel(price=p, quantity=q, order_count=n) for p, q, n in levels]
 
 
 def node_list(redis: LocalRedisCluster) -> tuple[str, ...]:
@@ -163,8 +167,8 @@ class FormatPublisher:
         self.trades.setdefault(symbol, []).extend(updates)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.set(book_key(symbol), self.snapshot(symbol).SerializeToString())
-            for update in updates:
-                pipe.xadd(trades_key(symbol), {"u": update.SerializeToString()},
+            if updates:  # the publisher's format: one entry per round with its trades
+                pipe.xadd(trades_key(symbol), {"u": _message(updates)},
                           maxlen=TRADES_MAXLEN, approximate=True)  # fmt: skip
             if publish:
                 pipe.spublish(updates_channel(symbol), _message([delta_update, *updates]))

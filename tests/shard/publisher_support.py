@@ -201,8 +201,9 @@ async def stream_trades(client: RedisCluster, symbol: str) -> list[Trade]:
     out: list[Trade] = []
     for _, fields in await client.xrange(trades_key(symbol)):
         assert fields is not None
-        update = market_data_pb2.MarketDataUpdate.FromString(fields[b"u"])
-        out += [(update.seq, t.match_index, t.price, t.quantity) for t in update.trades.trades]
+        entry = gateway_pb2.StreamMarketDataResponse.FromString(fields[b"u"])
+        for update in entry.updates:
+            out += [(update.seq, t.match_index, t.price, t.quantity) for t in update.trades.trades]
     return out
 
 
