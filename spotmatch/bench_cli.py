@@ -78,7 +78,9 @@ def _register_cluster(targets: Any) -> None:
         "--routers routers) and a raw two-hop pair (a proxy forwarding to an echo server over "
         "one Execute stream, each its own process), create --symbols symbols and wait until "
         "each is ACTIVE, then drive one router: batched Trade streams at max throughput, an "
-        "open-loop run at --rate (latency from each message's due time), and --unary-clients "
+        "open-loop run at --rate (latency from each message's due time), the max-throughput "
+        "load again with --md-subscribers market data subscribers (lag of every trade from "
+        "commit to subscriber), --book-readers GetOrderBook callers, and --unary-clients "
         "concurrent SubmitOrder callers; the same stream and unary loads go through the pair. "
         "Reports orders/s, latency and the ratio to the pair measured in the same run, "
         "reconciles every acknowledged order against Postgres, and stops everything.",
@@ -103,8 +105,17 @@ def _register_cluster(targets: Any) -> None:
         help="concurrent SubmitOrder calls in flight (default 64)",
     )  # fmt: skip
     cluster.add_argument(
-        "--symbols", type=_positive, default=8, help="bench symbols to create (default 8)"
+        "--symbols", type=_positive, default=10, help="bench symbols to create (default 10)"
     )
+    cluster.add_argument(
+        "--md-subscribers", type=_positive, default=100,
+        help="StreamMarketData subscribers over the symbols during the market data phase"
+        " (default 100)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--book-readers", type=_positive, default=16,
+        help="concurrent GetOrderBook callers in the market data phase (default 16)",
+    )  # fmt: skip
     cluster.add_argument(
         "--shards", type=_positive, default=3, help="shards in the cluster (default 3)"
     )
@@ -211,6 +222,8 @@ def _run_cluster(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         rate=args.rate,
         unary_clients=args.unary_clients,
+        md_subscribers=args.md_subscribers,
+        book_readers=args.book_readers,
         symbols=args.symbols,
         runs=args.runs,
         seed=args.seed,

@@ -14,6 +14,7 @@ from cluster.etcd import EtcdRegistry
 from cluster.model import AssignmentState, ClusterView
 from tests.shard.support import prepare_db
 from tools.services.etcd import EtcdServer
+from tools.services.redis_cluster import RedisCluster
 from tools.services.router_process import RouterProcess
 from tools.services.shard_process import ShardProcess
 
@@ -27,11 +28,17 @@ class SystemCluster:
     dsn: str
     log_dir: Path
     admin: EtcdRegistry
+    redis_nodes: str = ""  # host:port,... : shards publish and routers serve market data
     shards: dict[str, ShardProcess] = field(default_factory=dict)
     routers: dict[str, RouterProcess] = field(default_factory=dict)
 
+    def _redis_args(self) -> tuple[str, ...]:
+        return ("--redis", self.redis_nodes) if self.redis_nodes else ()
+
     def start_router(self, router_id: str) -> RouterProcess:
-        proc = RouterProcess(self.etcd.endpoint, self.log_dir, router_id)
+        proc = RouterProcess(
+            self.etcd.endpoint, self.log_dir, router_id, extra_args=self._redis_args()
+        )
         proc.start()
         self.routers[router_id] = proc
         return proc
@@ -42,7 +49,13 @@ class SystemCluster:
             self.log_dir,
             (),
             shard_id=shard_id,
-            extra_args=("--etcd", self.etcd.endpoint, "--lease-ttl", str(LEASE_TTL)),
+            extra_args=(
+                "--etcd",
+                self.etcd.endpoint,
+                "--lease-ttl",
+                str(LEASE_TTL),
+                *self._redis_args(),
+            ),
         )
         proc.start()
         self.shards[shard_id] = proc
@@ -94,11 +107,13 @@ async def system_cluster(
     log_dir: Path,
     shard_ids: tuple[str, ...],
     router_ids: tuple[str, ...] = (),
+    redis: RedisCluster | None = None,
 ) -> AsyncIterator[SystemCluster]:
     await prepare_db(dsn)
     admin = EtcdRegistry([etcd.endpoint])
     await admin.connect()
-    cluster = SystemCluster(etcd, dsn, log_dir, admin)
+    nodes = ",".join(f"{h}:{p}" for h, p in redis.startup_nodes) if redis is not None else ""
+    cluster = SystemCluster(etcd, dsn, log_dir, admin, nodes)
     try:
         for shard_id in shard_ids:
             cluster.start_shard(shard_id)

@@ -7,8 +7,12 @@ and waits until each is ACTIVE and tradable through the router. Then, per run:
    ``batch`` commands in flight each;
 2. open loop at ``rate`` orders/s (default: half of this run's maximum), latency from each
    message's due time (no coordinated omission);
-3. unary: ``unary_clients`` concurrent SubmitOrder callers through the router;
-4. the raw two-hop ceiling: the same Trade load and the same unary load through the
+3. market data: ``md_subscribers`` StreamMarketData subscribers (spread over the symbols)
+   follow snapshot + deltas while the max-throughput load of step 1 runs again: the lag of
+   every trade from its commit to a subscriber, and the throughput against step 1's;
+   then ``book_readers`` concurrent GetOrderBook callers for the phase's duration;
+4. unary: ``unary_clients`` concurrent SubmitOrder callers through the router;
+5. the raw two-hop ceiling: the same Trade load and the same unary load through the
    passthrough pair, in the same run, so ``ratio`` compares like with like on a drifting box;
 then reconciles every acknowledged order id against Postgres' ``orders`` table. With several
 runs every figure is the median over runs (each run is kept in ``run_results``).
@@ -26,12 +30,13 @@ from typing import Any
 
 from .cluster_setup import bench_symbols, create_bench_symbols, missing_acks, wait_routable
 from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
+from .md_load import SubscriberStats, collect, read_books, subscribed
 from .output import Progress
 from .passthrough import PassthroughPair
 from .timeline import timeline
 from .unary_load import run_unary
 
-_ROUTER_PHASES = ("max", "open_loop", "unary")
+_ROUTER_PHASES = ("max", "max_with_md", "open_loop", "open_loop_with_md", "unary")
 _RAW_PHASES = ("raw_two_hop", "raw_two_hop_unary")
 
 
@@ -44,7 +49,9 @@ class ClusterBenchParams:
     rate: float | None = None  # open-loop orders/s; None: half of the run's measured maximum
     max_rate: float = MAX_RATE  # closed loop: orders/s worth of messages prepared per run
     unary_clients: int = 64
-    symbols: int = 8
+    md_subscribers: int = 100
+    book_readers: int = 16
+    symbols: int = 10
     runs: int = 1
     seed: int = 1
     shards: int = 3
@@ -53,11 +60,19 @@ class ClusterBenchParams:
 
 
 async def drive(
-    target: str, symbols: list[str], p: ClusterBenchParams, rate: float | None, run: str
+    target: str,
+    symbols: list[str],
+    p: ClusterBenchParams,
+    rate: float | None,
+    run: str,
+    *,
+    echo: bool = False,
 ) -> LoadResult:
     """``p.clients`` Trade streams (closed loop, or open loop at ``rate`` orders/s)."""
     flows = [ClientFlow(c, symbols, p.seed, run) for c in range(p.clients)]
-    return await drive_streams(target, flows, p.batch, p.window, p.duration_s, rate, p.max_rate)
+    return await drive_streams(
+        target, flows, p.batch, p.window, p.duration_s, rate, p.max_rate, echo=echo
+    )
 
 
 def summarize(result: LoadResult) -> dict[str, Any]:
@@ -83,17 +98,17 @@ async def one_run(
     where = f"run {n + 1}/{p.runs}:"
     progress.update(f"{where} max throughput through the router, {p.duration_s:g}s")
     peak = await drive(router, symbols, p, None, f"max-{tag}")
-    peak_summary = summarize(peak)
-    rate = p.rate or max(1_000.0, peak_summary["orders_per_sec"] / 2)
+    rate = p.rate or max(1_000.0, peak.orders / peak.elapsed_s / 2)
     progress.update(f"{where} open loop at {rate:,.0f} orders/s")
     steady = await drive(router, symbols, p, rate, f"open-{tag}")
+    record, acked = await _market_data_phases(router, symbols, p, rate, tag, progress)
     progress.update(f"{where} unary, {p.unary_clients} callers in flight")
     unary = await run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
     progress.update(f"{where} raw two-hop ceiling (passthrough pair)")
-    ceiling = await drive(raw, symbols, p, None, f"raw-{tag}")
+    ceiling = await drive(raw, symbols, p, None, f"raw-{tag}", echo=True)
     raw_unary = await run_unary(raw, symbols, p.unary_clients, p.duration_s, p.seed, "raw")
-    record: dict[str, Any] = {
-        "max": peak_summary,
+    record |= {
+        "max": summarize(peak),
         "open_loop": {"rate": round(rate), **summarize(steady)},
         "unary": summarize(unary),
         "raw_two_hop": summarize(ceiling),
@@ -105,8 +120,49 @@ async def one_run(
     }
     record["ratio"] = _ratio(record["max"], record["raw_two_hop"])
     record["unary_ratio"] = _ratio(record["unary"], record["raw_two_hop_unary"])
-    acked = peak.acked_order_ids + steady.acked_order_ids + unary.acked_order_ids
+    acked += [*peak.acked_order_ids, *steady.acked_order_ids, *unary.acked_order_ids]
     return record, acked
+
+
+async def _market_data_phases(
+    router: str, symbols: list[str], p: ClusterBenchParams, rate: float, tag: str,
+    progress: Progress,
+) -> tuple[dict[str, Any], list[int]]:  # fmt: skip
+    """With ``p.md_subscribers`` following the books: the max-throughput load (for the
+    throughput ratio) and the open-loop load at ``rate`` (the lag at a sustainable load);
+    then GetOrderBook callers."""
+    progress.update(f"{p.md_subscribers} market data subscribers: max throughput, open loop")
+    async with subscribed(router, symbols, p.md_subscribers) as subscribers:
+        peak = await drive(router, symbols, p, None, f"md-max-{tag}")
+        at_max = collect(subscribers)
+        steady = await drive(router, symbols, p, rate, f"md-open-{tag}")
+        at_rate = collect(subscribers)
+    progress.update(f"{p.book_readers} GetOrderBook callers, {p.duration_s:g}s")
+    books = await read_books(router, symbols, p.book_readers, p.duration_s)
+    record = {
+        "max_with_md": summarize(peak),
+        "open_loop_with_md": {"rate": round(rate), **summarize(steady)},
+        "md": _md_summary(at_rate),
+        "md_at_max": _md_summary(at_max),
+        "orderbook": {
+            "calls_per_sec": round(books.calls / books.elapsed_s) if books.elapsed_s else 0,
+            "errors": books.errors,
+            "from_cache": round(books.from_cache / books.calls, 3) if books.calls else 0.0,
+        },
+    }
+    return record, [*peak.acked_order_ids, *steady.acked_order_ids]
+
+
+def _md_summary(md: SubscriberStats) -> dict[str, Any]:
+    return {
+        "lag_p50_ms": round(percentile(md.lags_ms, 0.50), 2),
+        "lag_p99_ms": round(percentile(md.lags_ms, 0.99), 2),
+        "trades_timed": len(md.lags_ms),
+        "updates": md.updates,
+        "resnapshots": md.resnapshots,
+        "gaps": md.gaps,
+        "failures": md.failures[:5],
+    }
 
 
 def _ratio(measured: dict[str, Any], ceiling: dict[str, Any]) -> float:
@@ -159,7 +215,8 @@ async def _measure(e: _Endpoints, p: ClusterBenchParams, progress: Progress) -> 
     progress.update("warm-up")
     warm = ClusterBenchParams(clients=1, batch=p.batch, window=p.window, duration_s=1.0)
     for target in (e.router, e.raw):
-        result = await drive(target, symbols, warm, None, f"warm-{time.time_ns()}")
+        echo = target == e.raw
+        result = await drive(target, symbols, warm, None, f"warm-{time.time_ns()}", echo=echo)
         if target == e.router:
             acked += result.acked_order_ids
     runs = []
@@ -180,6 +237,7 @@ def _result(
 
     ops, raw = med("max", "orders_per_sec"), med("raw_two_hop", "orders_per_sec")
     unary, raw_unary = med("unary", "orders_per_sec"), med("raw_two_hop_unary", "orders_per_sec")
+    with_md = med("max_with_md", "orders_per_sec")
     return {
         "target": "cluster",
         "orders_per_sec": round(ops),
@@ -193,6 +251,17 @@ def _result(
         "unary_p99_ms": med("unary", "p99_ms"),
         "raw_two_hop_unary_orders_per_sec": round(raw_unary),
         "unary_ratio": round(unary / raw_unary, 3) if raw_unary else 0.0,
+        "md_lag_p50_ms": med("md", "lag_p50_ms"),
+        "md_lag_p99_ms": med("md", "lag_p99_ms"),
+        "md_lag_at_max_p50_ms": med("md_at_max", "lag_p50_ms"),
+        "md_lag_at_max_p99_ms": med("md_at_max", "lag_p99_ms"),
+        "orderbook_calls_per_sec": round(med("orderbook", "calls_per_sec")),
+        "md_throughput_ratio": round(with_md / ops, 3) if ops else 0.0,
+        "md_orders_per_sec": round(with_md),
+        "md_gaps": sum(r[ph]["gaps"] for r in runs for ph in ("md", "md_at_max")),
+        "md_failures": [f for r in runs for ph in ("md", "md_at_max") for f in r[ph]["failures"]][
+            :5
+        ],
         "max_p50_ms": med("max", "p50_ms"),
         "max_p99_ms": med("max", "p99_ms"),
         "open_loop_rate": round(med("open_loop", "rate")),
@@ -241,6 +310,14 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f"  unary, {r['params']['unary_clients']} callers: {r['unary_orders_per_sec']:,}"
         f" orders/s  p50 {r['unary_p50_ms']} ms  p99 {r['unary_p99_ms']} ms",
         f"  errors: {r['errors']}",
+        f"market data, {r['params']['md_subscribers']} subscribers: lag commit -> subscriber"
+        f" at the open-loop rate p50 {r['md_lag_p50_ms']} ms  p99 {r['md_lag_p99_ms']} ms"
+        f" (at max throughput p50 {r['md_lag_at_max_p50_ms']}  p99 {r['md_lag_at_max_p99_ms']});"
+        f" gaps {r['md_gaps']}",
+        f"  max throughput with them {r['md_orders_per_sec']:,} orders/s"
+        f" (ratio {r['md_throughput_ratio']:.2f} of without)",
+        f"GetOrderBook, {r['params']['book_readers']} callers:"
+        f" {r['orderbook_calls_per_sec']:,} calls/s",
         f"raw two-hop ceiling (client -> proxy -> echo server, same run):"
         f" {r['raw_two_hop_orders_per_sec']:,} orders/s streamed,"
         f" {r['raw_two_hop_unary_orders_per_sec']:,} unary",

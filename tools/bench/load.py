@@ -33,6 +33,7 @@ MID = 1_000_000
 # Closed-loop runs prepare this many orders/s worth of messages: a system faster than this
 # runs out of them before the duration ends (LoadResult.exhausted says so).
 MAX_RATE = 100_000.0
+ECHO_MESSAGES = 200  # distinct prepared messages per stream against an echo server
 
 
 @dataclass
@@ -146,18 +147,20 @@ async def run_client(
     result: LoadResult | None = None,
     *,
     prepared: Sequence[Prepared] | None = None,
+    repeat: bool = False,
 ) -> LoadResult:
     """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too).
 
-    With ``prepared``, those messages are sent (``messages`` is ignored) and the answers are
-    counted once the stream ends; without, each message is built when it is due and counted
-    when answered: pass ``result`` to watch it fill while the stream runs (live displays)."""
+    With ``prepared``, those messages are sent (``messages`` is ignored; with ``repeat``,
+    ``messages`` of them round-robin, for servers that do not care about duplicates) and the
+    answers are counted once the stream ends; without, each message is built when it is due
+    and counted when answered: pass ``result`` to watch it fill while the stream runs."""
     result = LoadResult() if result is None else result
     plan: Sequence[Prepared] | None = prepared
     sent: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
     answers: list[tuple[bytes, gateway_pb2.TradeResponse]] = []
     inflight = asyncio.Semaphore(window)
-    count = len(plan) if plan is not None else messages
+    count = len(plan) if plan is not None and not repeat else messages
     started = result.started = time.perf_counter()
 
     def build() -> Prepared:
@@ -174,7 +177,7 @@ async def run_client(
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             else:
                 await inflight.acquire()
-            message = plan[i] if plan is not None else build()
+            message = plan[i % len(plan)] if plan is not None else build()
             sent.put_nowait((due, message.placements))
             yield message.payload
 
@@ -233,19 +236,29 @@ async def drive_streams(
     duration_s: float,
     rate: float | None,
     max_rate: float,
+    *,
+    echo: bool = False,
 ) -> LoadResult:
     """One prepared Trade stream per flow, together: closed loop (``rate`` None, at most
-    ``max_rate`` orders/s worth of prepared messages) or open loop at ``rate`` orders/s."""
+    ``max_rate`` orders/s worth of prepared messages) or open loop at ``rate`` orders/s.
+
+    ``echo``: the target only echoes (the raw two-hop ceiling), so a few prepared messages
+    are sent round-robin for the whole duration: its rate is not capped by ``max_rate``."""
     per_client = (rate or max_rate) / len(flows) / batch
     count = max(1, int(per_client * duration_s))
-    plans = [f.prepare(batch, count) for f in flows]
+    plans = [f.prepare(batch, min(count, ECHO_MESSAGES) if echo else count) for f in flows]
+    if echo:
+        count = 1 << 62  # the duration ends the run
     open_loop = per_client if rate else None
     results = await asyncio.gather(
         *(
-            run_client(target, f, batch, count, open_loop, window, duration_s, prepared=plan)
+            run_client(
+                target, f, batch, count, open_loop, window, duration_s, prepared=plan,
+                repeat=echo,
+            )
             for f, plan in zip(flows, plans, strict=True)
         )
-    )
+    )  # fmt: skip
     total = LoadResult()
     for r in results:
         total.merge(r)

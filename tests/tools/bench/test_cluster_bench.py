@@ -28,6 +28,10 @@ REQUIRED = {
     "missing_acks": int,
     "open_loop_rate": int,
     "runs": int,
+    "md_lag_p50_ms": float,
+    "md_lag_p99_ms": float,
+    "orderbook_calls_per_sec": int,
+    "md_throughput_ratio": float,
 }
 
 
@@ -37,7 +41,8 @@ def test_a_tiny_run_prints_one_json_object_last(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "spotmatch", "bench", "cluster", "--duration", "1",
          "--symbols", "2", "--shards", "2", "--routers", "1", "--clients", "2",
-         "--unary-clients", "4", "--json", "--quiet", "--out", str(out), "--plot", str(plot)],
+         "--unary-clients", "4", "--md-subscribers", "6", "--book-readers", "2", "--json",
+         "--quiet", "--out", str(out), "--plot", str(plot)],
         cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3_000:] + done.stderr[-3_000:]
@@ -54,6 +59,14 @@ def test_a_tiny_run_prints_one_json_object_last(tmp_path: Path) -> None:
     )
     assert result["missing_acks"] == 0 and result["acked_orders"] > 0
     assert result["errors"] == 0, result["run_results"][0]
+    # Market data: the subscribers followed the books without a gap and timed trades.
+    assert result["md_gaps"] == 0 and result["md_failures"] == []
+    assert result["run_results"][0]["md"]["trades_timed"] > 0
+    assert result["md_lag_p99_ms"] >= result["md_lag_p50_ms"] > 0
+    assert result["orderbook_calls_per_sec"] > 0
+    assert result["run_results"][0]["orderbook"]["errors"] == 0
+    measured = result["md_orders_per_sec"] / result["orders_per_sec"]
+    assert abs(result["md_throughput_ratio"] - measured) < 0.002
     (run,) = result["run_results"]
     assert [b["t"] for b in run["timeline"]["max"]] == [0.0, 0.5]
     assert sum(b["orders"] for b in run["timeline"]["open_loop"]) > 0
