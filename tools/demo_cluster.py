@@ -3,9 +3,11 @@
 1. `LocalCluster`: etcd, Postgres, a 3-node Redis Cluster, three shards, two routers, on
    loopback under the run directory; demo symbols created and placed.
 2. A mixed market-maker load (batched Trade streams) through router 1, with a live line of
-   orders/s, latency p50/p99, fills and errors every half second.
-3. Half-way, a planned move of the busiest symbol to another shard, with the pause it caused.
-4. A summary, every acknowledged order checked in Postgres, the cluster's status table.
+   orders/s, latency p50/p99, fills and errors every half second; meanwhile a market data
+   subscriber follows the first symbol's book through router 2 (a line every two seconds).
+3. Half-way, a planned move of that symbol to another shard, with the pause it caused.
+4. A summary, every acknowledged order checked in Postgres, the subscriber's book checked
+   against the owner's committed book, the cluster's status table.
 5. The cluster keeps serving until Ctrl-C (or returns at once with ``wait=False``).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from cluster.etcd import EtcdRegistry
 from cluster.operations import MoveResult, move
 from tools.bench.load import ClientFlow, LoadResult, percentile, run_client
 from tools.cluster.launcher import LocalCluster
+from tools.demo_market_data import DemoFeed
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 
@@ -73,6 +77,9 @@ async def _trade(cluster: LocalCluster, p: DemoParams) -> bool:
     run = f"demo{int(time.time())}"
     flows = [ClientFlow(c, list(SYMBOLS), 7, run) for c in range(p.clients)]
     results = [LoadResult() for _ in flows]
+    routers = cluster.router_addresses
+    feed = DemoFeed(routers[-1], SYMBOLS[0], f"router-{len(routers)}")
+    await feed.wait_synced()
     print(f"\ntrading: {p.clients} market-maker streams through {router}, {p.batch} orders per")
     print(f"message, {p.duration_s:.0f} s; half-way {SYMBOLS[0]} moves to another shard\n")
     started = time.perf_counter()
@@ -83,7 +90,7 @@ async def _trade(cluster: LocalCluster, p: DemoParams) -> bool:
         )
     )
     mover = asyncio.ensure_future(_move_half_way(cluster, p.duration_s / 2))
-    progress = asyncio.ensure_future(_show_progress(results, started))
+    progress = asyncio.ensure_future(_show_progress(results, started, feed))
     await load
     progress.cancel()
     moved = await mover
@@ -91,13 +98,17 @@ async def _trade(cluster: LocalCluster, p: DemoParams) -> bool:
     for r in results:
         total.merge(r)
     elapsed = time.perf_counter() - started
-    return _summary(total, elapsed, moved, cluster.pg_dsn)
+    ok = _summary(total, elapsed, moved, cluster.pg_dsn)
+    same_book, verdict = await feed.verify()
+    print(verdict)
+    await feed.close()
+    return ok and same_book
 
 
-async def _show_progress(results: list[LoadResult], started: float) -> None:
+async def _show_progress(results: list[LoadResult], started: float, feed: DemoFeed) -> None:
     seen_orders, seen_lat = 0, 0
     last = started
-    while True:
+    for tick in itertools.count(1):
         await asyncio.sleep(0.5)
         now = time.perf_counter()
         orders = sum(r.orders for r in results)
@@ -109,6 +120,8 @@ async def _show_progress(results: list[LoadResult], started: float) -> None:
             f"  fills {sum(r.fills for r in results):7d}  errors {sum(r.errors for r in results)}",
             flush=True,
         )
+        if tick % 4 == 0:
+            print(feed.line(), flush=True)
         seen_orders, seen_lat, last = orders, len(lat), now
 
 
