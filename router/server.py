@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from api.decoding import DecodeGuard
 from cluster.etcd import EtcdRegistry
 from cluster.model import ClusterView
 from cluster.registry import Registry
@@ -54,7 +55,7 @@ class RouterNode:
             log.warning("not every shard link is up yet; their symbols buffer until it is")
         setup_tracing(f"spotmatch-router-{self.config.router_id}")
         server = grpc.aio.server(
-            options=grpc_options(self.config), interceptors=server_interceptors()
+            options=grpc_options(self.config), interceptors=[DecodeGuard(), *server_interceptors()]
         )
         gateway = self.gateway = RouterGateway(
             self.dispatcher, self.links, self.table, self.config, self.market_data

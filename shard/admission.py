@@ -6,12 +6,13 @@ ids this shard has not seen recently) is done beforehand, once per batch, by ``p
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from persistence.placements import StoredPlacement
 from persistence.rows import BatchRows
 from shard.engine import Command, Fill, MatchingEngine, OrderStatus, PlaceOrder, RejectCode, Report
 from shard.errors import (
+    REASON_DEADLINE_EXCEEDED,
     REASON_DUPLICATE_DIFFERENT_CONTENT,
     REASON_NOT_OWNER,
     REASON_SYMBOL_MOVING,
@@ -24,6 +25,9 @@ from shard.ownership import OwnedSymbol, Ownership, SymbolState
 from shard.recording import record
 
 _new = tuple.__new__  # builds NamedTuples without their Python-level __new__
+_LATE = CommandFailure(
+    REASON_DEADLINE_EXCEEDED, "the command's deadline passed before it could run; not executed"
+)
 
 Lookup = Callable[[list[Key]], Awaitable[list[StoredPlacement]]]
 Outcome = Report | Replay | CommandFailure
@@ -60,20 +64,29 @@ class Admission:
             index.add((stored.account, stored.client_order_id), _placement_from(stored))
 
     def admit_all(
-        self, commands: Iterable[Command], rows: BatchRows, touched: set[str]
+        self,
+        commands: Sequence[Command],
+        rows: BatchRows,
+        touched: set[str],
+        deadlines: Sequence[int] | None = None,
+        now: int = 0,
     ) -> list[Outcome]:
-        """Each command's outcome, in order; executed ones are recorded into ``rows``."""
+        """Each command's outcome, in order; executed ones are recorded into ``rows``. A
+        command whose deadline (ns since the epoch, 0 = none) is before ``now`` is not run."""
         get_owned = self._ownership.get
         index_get, index_add = self._index.get, self._index.add
         execute = self._engine.execute
         epochs = rows.epochs
         serving = SymbolState.SERVING
         outcomes: list[Outcome] = []
-        for cmd in commands:
+        for i, cmd in enumerate(commands):
             symbol = cmd.symbol
             owned = get_owned(symbol)
             if owned is None or owned.state is not serving:
                 outcomes.append(self._not_served(symbol, owned))
+                continue
+            if deadlines is not None and 0 < deadlines[i] < now:
+                outcomes.append(_LATE)
                 continue
             if type(cmd) is PlaceOrder and cmd.client_order_id:
                 key = (cmd.account, cmd.client_order_id)
@@ -152,5 +165,6 @@ def _placement_from(p: StoredPlacement) -> Placement:
         0,
         fills,
         (),
+        p.side,
     )
     return Placement(fp, report)

@@ -12,15 +12,13 @@ converts to a ``MassCancelAllSymbols`` marker that the shard expands with
 
 Outbound: ``report_to_pb`` for the answer to a command (or a system cancel), and
 ``maker_fill_reports`` / ``maker_expired_reports`` for the unsolicited maker-side reports.
-The domain types leave some proto fields unknown here; the caller supplies them or they
-stay 0 / "":
-
-* ``side``: ``Report`` has none. The caller passes it (a PlaceOrder's side; for cancel and
-  amend the order's side is known only to the book, see ``command_side``).
-* a filled maker's ``priority`` (MAKER_FILL; its ``cum_qty`` is ``Fill.maker_cum``) and an
-  STP-expired maker's ``client_order_id``, ``price`` and ``cum_qty`` (MAKER_EXPIRED):
-  ``Report.expired`` holds only order ids. Pass them as ``details`` (order id ->
-  MakerDetail); without them they are 0 / "", meaning "not known", never a guess.
+``side`` comes from ``Report.side`` (the order's side, 0 where no single order is
+concerned); a maker's side is the opposite of the taker's. The domain types leave some
+maker fields unknown here; the caller supplies them or they stay 0 / "": a filled maker's
+``priority`` (MAKER_FILL; its ``cum_qty`` is ``Fill.maker_cum``) and an STP-expired
+maker's ``client_order_id``, ``price`` and ``cum_qty`` (MAKER_EXPIRED): ``Report.expired``
+holds only order ids. Pass them as ``details`` (order id -> MakerDetail); without them
+they are 0 / "", meaning "not known", never a guess.
 
 Messages are built with attribute stores, constructor keywords and ``add()``: no
 reflection, no dicts.
@@ -144,12 +142,6 @@ def mass_cancel_symbols(marker: MassCancelAllSymbols, symbols: Iterable[str]) ->
     return [_new(MassCancel, (symbol, account, side)) for symbol in sorted(symbols)]
 
 
-def command_side(cmd: Command) -> int:
-    """The report side the command itself reveals: a PlaceOrder's side, else 0
-    (SIDE_UNSPECIFIED). Cancel and amend reports need the order's side from the book."""
-    return cmd.side if type(cmd) is PlaceOrder else 0
-
-
 # --- outbound -----------------------------------------------------------------------------
 
 
@@ -208,25 +200,23 @@ def _set_report(
 def report_to_pb(
     report: Report,
     *,
-    side: int,
     transact_time_unix_nanos: int,
     kind: int = _COMMAND,
     replayed: bool = False,
 ) -> orders_pb2.ExecutionReport:
     """The ExecutionReport of one domain Report (every field the Report carries).
 
-    ``side``: see the module doc. ``kind``: REPORT_KIND_COMMAND for the answer to a
-    command, REPORT_KIND_SYSTEM_CANCEL for a mass cancel the system issued.
+    ``kind``: REPORT_KIND_COMMAND for the answer to a command, REPORT_KIND_SYSTEM_CANCEL
+    for a mass cancel the system issued.
     """
     msg = _ExecutionReport()
-    write_report(msg, report, side, transact_time_unix_nanos, kind, replayed)
+    write_report(msg, report, transact_time_unix_nanos, kind, replayed)
     return msg
 
 
 def write_report(
     msg: orders_pb2.ExecutionReport,
     report: Report,
-    side: int,
     transact_time_unix_nanos: int,
     kind: int = _COMMAND,
     replayed: bool = False,
@@ -234,7 +224,7 @@ def write_report(
     """``report_to_pb`` into an existing (empty) message, e.g. the report field of a result
     already inside the response: nothing is built twice or copied."""
     (symbol, seq, order_id, cloid, account, status, reject_code, price, cum, leaves, priority,
-     fills, expired) = report  # fmt: skip
+     fills, expired, side) = report  # fmt: skip
     _set_report(msg, symbol, seq, order_id, account, status, side, kind, transact_time_unix_nanos)
     if cloid:
         msg.client_order_id = cloid
@@ -259,16 +249,15 @@ def write_report(
 def maker_fill_reports(
     report: Report,
     *,
-    taker_side: int,
     transact_time_unix_nanos: int,
     accounts: Container[str] | None = None,
     details: Mapping[int, MakerDetail] | None = None,
 ) -> list[orders_pb2.ExecutionReport]:
     """One REPORT_KIND_MAKER_FILL per fill of ``report`` whose maker's account is in
     ``accounts`` (all if None): the maker order after the fill, carrying that one fill
-    (same match_index as in the taker's report)."""
+    (same match_index as in the taker's report), on the side opposite the taker's."""
     out: list[orders_pb2.ExecutionReport] = []
-    maker_side = _OPPOSITE.get(taker_side, _NO_SIDE)
+    maker_side = _OPPOSITE.get(report.side, _NO_SIDE)
     symbol, seq = report.symbol, report.seq
     for i, fill in enumerate(report.fills):
         maker_id, maker_account, maker_cloid, _, price, _, leaves, maker_cum = fill
@@ -293,7 +282,6 @@ def maker_fill_reports(
 def maker_expired_reports(
     report: Report,
     *,
-    taker_side: int,
     transact_time_unix_nanos: int,
     accounts: Container[str] | None = None,
     details: Mapping[int, MakerDetail] | None = None,
@@ -303,7 +291,7 @@ def maker_expired_reports(
     Only place and amend reports have such makers: a mass cancel's ``expired`` are the
     orders it cancelled (its own subject, reported by ``report_to_pb``); its order_id is 0,
     which is how it is told apart. STP only meets makers of the taker's own account, so
-    the maker's account is the report's.
+    the maker's account is the report's, and its side is opposite the taker's.
     """
     account = report.account
     if (
@@ -312,7 +300,7 @@ def maker_expired_reports(
         or (accounts is not None and account not in accounts)
     ):
         return []  # fmt: skip
-    maker_side = _OPPOSITE.get(taker_side, _NO_SIDE)
+    maker_side = _OPPOSITE.get(report.side, _NO_SIDE)
     out: list[orders_pb2.ExecutionReport] = []
     for maker_id in report.expired:
         msg = _new_report(report.symbol, report.seq, maker_id, account, _EXPIRED, maker_side,

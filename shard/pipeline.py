@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class _Submission:
     nbytes: int
     future: asyncio.Future[list[Outcome]]
     span: SpanContext | None  # the request's span: batch spans link to it
+    deadlines: Sequence[int] | None  # per command, ns since the epoch (0 = none); None: none
 
 
 @dataclass
@@ -149,8 +151,16 @@ class Pipeline:
 
     # --- submission -------------------------------------------------------------------
 
-    async def submit(self, commands: Sequence[Command], nbytes: int = 0) -> list[Outcome]:
-        """Outcomes in command order, returned only after their batch has committed."""
+    async def submit(
+        self,
+        commands: Sequence[Command],
+        nbytes: int = 0,
+        deadlines: Sequence[int] | None = None,
+    ) -> list[Outcome]:
+        """Outcomes in command order, returned only after their batch has committed.
+
+        A command still unexecuted when its deadline (``deadlines``, ns since the epoch, 0 =
+        none) comes is answered DEADLINE_EXCEEDED and never executed."""
         if self._closing:
             raise Overloaded("shard is shutting down")
         if self._inbox_commands + len(commands) > self._caps.max_pending:
@@ -161,6 +171,7 @@ class Pipeline:
             nbytes,
             asyncio.get_running_loop().create_future(),
             context if context.is_valid else None,
+            deadlines,
         )
         self._inbox.append(sub)
         self._inbox_commands += len(commands)
@@ -238,11 +249,13 @@ class Pipeline:
         batch.links = [Link(s.span) for s in subs if s.span is not None]
         count = sum(len(s.commands) for s in subs)
         admit_all = self._admission.admit_all
+        now = time.time_ns()  # deadlines are judged when the batch is matched
         with _tracer.start_as_current_span(
             "shard.batch.match", links=batch.links, attributes={"batch.commands": count}
         ):
             for sub in subs:
-                batch.outcomes.append(admit_all(sub.commands, batch.rows, batch.touched))
+                outcomes = admit_all(sub.commands, batch.rows, batch.touched, sub.deadlines, now)
+                batch.outcomes.append(outcomes)
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
         return batch

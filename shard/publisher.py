@@ -42,7 +42,6 @@ from marketdata.keys import (
     updates_channel,
 )
 from shard.admission import Outcome
-from shard.edge import command_side
 from shard.engine import Command, Report
 from shard.pipeline import BookView
 from shard.publisher_messages import Encoded, TradeBatch, encode
@@ -139,7 +138,7 @@ class MarketDataPublisher:
         feeds = self._feeds
         touched: set[str] = set()
         now = time.time_ns()
-        for cmd, outcome in done:
+        for _, outcome in done:
             if type(outcome) is not Report:  # replays and failures changed nothing
                 continue
             feed = feeds.get(outcome.symbol)
@@ -147,7 +146,7 @@ class MarketDataPublisher:
                 continue
             touched.add(outcome.symbol)
             if outcome.fills:
-                feed.trades.append(TradeBatch(outcome.seq, command_side(cmd), outcome.fills, now))
+                feed.trades.append(TradeBatch(outcome.seq, outcome.side, outcome.fills, now))
         if touched:
             for symbol in touched:
                 if len(feeds[symbol].trades) > self._trades_cap:

@@ -20,7 +20,7 @@ class TradeBatch(NamedTuple):
     """The fills of one committed command, as the after-commit hook saw them."""
 
     seq: int
-    taker_side: int  # matching.v1 Side; 0 when the command does not reveal it (amends)
+    taker_side: int  # matching.v1 Side of the taker (an amend's: the amended order's side)
     fills: tuple[Fill, ...]
     time_unix_nanos: int
 

@@ -17,7 +17,7 @@ from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from shard.admission import Outcome
 from shard.edge import MassCancelAllSymbols, command_from_pb, mass_cancel_symbols, write_report
-from shard.engine import Command, MassCancel, PlaceOrder, Report
+from shard.engine import Command, MassCancel, Report
 from shard.errors import REASON_OVERLOADED, CommandFailure, Overloaded
 from shard.idempotency import Replay
 from shard.ownership import Ownership
@@ -39,8 +39,9 @@ async def execute_commands(
     """Validate, convert, run through the pipeline, and append one CommandResult per command
     to ``out`` (the results field of the response itself: nothing is copied afterwards)."""
     domain: list[Command] = []
-    plan = _plan(commands, domain, pipeline.ownership)
-    outcomes = await _submit(pipeline, domain, nbytes)
+    deadlines: list[int] = []
+    plan = _plan(commands, domain, deadlines, pipeline.ownership)
+    outcomes = await _submit(pipeline, domain, nbytes, deadlines if any(deadlines) else None)
     now = time.time_ns()
     add = out.add
     for pb, planned in zip(commands, plan, strict=True):
@@ -56,46 +57,36 @@ async def execute_commands(
 
 
 def _plan(
-    commands: Sequence[PbCommand], domain: list[Command], ownership: Ownership
+    commands: Sequence[PbCommand], domain: list[Command], deadlines: list[int], ownership: Ownership
 ) -> list[_Planned]:
-    """Refuse or convert each command, appending the domain commands to ``domain``."""
+    """Refuse or convert each command, appending the domain commands to ``domain`` and each
+    one's deadline (ns since the epoch, 0 = none) to ``deadlines``."""
     plan: list[_Planned] = []
-    arrived = time.time_ns()
     for i, pb in enumerate(commands):
-        refusal = _refusal(pb, i, arrived)
-        if refusal is not None:
-            plan.append(refusal)
+        if validate_command(pb):  # paths with the command's index only for a bad command
+            violations = validate_command(pb, f"commands[{i}].")
+            plan.append(malformed_command_error(violations, _symbol_of(pb)))
             continue
         cmd = command_from_pb(pb)
         if isinstance(cmd, MassCancelAllSymbols):
             expanded = mass_cancel_symbols(cmd, ownership.serving())
             plan.append((len(domain), len(expanded)))
             domain.extend(expanded)
+            deadlines.extend([pb.deadline_unix_nanos] * len(expanded))
         else:
             plan.append((len(domain), 1) if type(cmd) is MassCancel else len(domain))
             domain.append(cmd)
+            deadlines.append(pb.deadline_unix_nanos)
     return plan
 
 
-def _refusal(pb: PbCommand, i: int, now: int) -> orders_pb2.CommandError | None:
-    """A command that must not run: malformed, or (router commands) already past its
-    caller's deadline when it arrived, so nobody is waiting for its outcome."""
-    if validate_command(pb):  # paths with the command's index only for a bad command
-        return malformed_command_error(validate_command(pb, f"commands[{i}]."), _symbol_of(pb))
-    if type(pb) is shard_pb2.ShardCommand and 0 < pb.deadline_unix_nanos < now:
-        return command_error(
-            types_pb2.REJECT_CODE_DEADLINE_EXCEEDED,
-            "the caller's deadline passed before the shard received the command; not executed",
-            symbol=_symbol_of(pb),
-        )
-    return None
-
-
-async def _submit(pipeline: Pipeline, domain: list[Command], nbytes: int) -> list[Outcome]:
+async def _submit(
+    pipeline: Pipeline, domain: list[Command], nbytes: int, deadlines: list[int] | None
+) -> list[Outcome]:
     if not domain:
         return []
     try:
-        return await pipeline.submit(domain, nbytes)
+        return await pipeline.submit(domain, nbytes, deadlines)
     except Overloaded as exc:
         failure = CommandFailure(REASON_OVERLOADED, str(exc))
         return [failure] * len(domain)
@@ -103,10 +94,9 @@ async def _submit(pipeline: Pipeline, domain: list[Command], nbytes: int) -> lis
 
 def _answer(result: orders_pb2.CommandResult, cmd: Command, outcome: Outcome, now: int) -> None:
     if type(outcome) is Report:
-        write_report(result.report, outcome, cmd.side if type(cmd) is PlaceOrder else 0, now)
+        write_report(result.report, outcome, now)
     elif type(outcome) is Replay:
-        side = cmd.side if type(cmd) is PlaceOrder else 0
-        write_report(result.report, outcome.report, side, now, replayed=True)
+        write_report(result.report, outcome.report, now, replayed=True)
     else:
         assert isinstance(outcome, CommandFailure)
         result.error.CopyFrom(failure_to_pb(outcome, cmd.symbol))
@@ -119,7 +109,7 @@ def _answer_mass(
     indexes: range,
     now: int,
 ) -> None:
-    """One report per symbol where the mass cancel ran (side 0: it names no one order)."""
+    """One report per symbol where the mass cancel ran."""
     mass = result.mass_cancel
     mass.SetInParent()  # a mass cancel over no owned symbol is still an (empty) result
     for i in indexes:
@@ -128,7 +118,7 @@ def _answer_mass(
             mass.errors.append(failure_to_pb(outcome, domain[i].symbol))
         else:
             report = outcome.report if isinstance(outcome, Replay) else outcome
-            write_report(mass.reports.add(), report, 0, now)
+            write_report(mass.reports.add(), report, now)
 
 
 def failure_to_pb(failure: CommandFailure, symbol: str) -> orders_pb2.CommandError:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from api.decoding import DecodeGuard
 from cluster.controller import Controller, ControllerConfig
 from cluster.etcd import EtcdRegistry
 from cluster.registry import Registry
@@ -169,7 +170,7 @@ class ShardNode:
     async def _start_grpc(self) -> None:
         setup_tracing(f"spotmatch-shard-{self.config.shard_id}")
         server = grpc.aio.server(
-            options=grpc_options(self.config), interceptors=server_interceptors()
+            options=grpc_options(self.config), interceptors=[DecodeGuard(), *server_interceptors()]
         )
         shard_pb2_grpc.add_ShardServiceServicer_to_server(
             ExecuteServicer(self.pipeline, self.subscribers, self.config), server

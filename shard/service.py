@@ -40,7 +40,9 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
                 await self._accept(request, session, context)
 
         async def close() -> None:
-            await cancel_on_disconnect(self._pipeline, session)
+            # However it ends, clean or not: accounts the router still has subscribed are
+            # cancelled (it unsubscribes those whose clients ended cleanly; shard.proto).
+            await cancel_on_disconnect(self._pipeline, session, spare_clean_end=False)
             self._subscribers.unsubscribe_all(session)
 
         await run_session(session, context, read, close)
@@ -75,10 +77,13 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         return response
 
 
-async def cancel_on_disconnect(pipeline: Pipeline, session: StreamSession) -> None:
+async def cancel_on_disconnect(
+    pipeline: Pipeline, session: StreamSession, *, spare_clean_end: bool = True
+) -> None:
     """Cancel the open orders of accounts whose stream asked for it, on every owned symbol,
-    unless the client ended the stream cleanly (half-close after every answer)."""
-    if not session.cancel_on_disconnect or session.clean_end:
+    unless (``spare_clean_end``, a client's Trade stream) the client ended the stream cleanly
+    (half-close after every answer)."""
+    if not session.cancel_on_disconnect or (spare_clean_end and session.clean_end):
         return
     commands = [
         MassCancel(symbol, account)

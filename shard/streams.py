@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from matching.v1 import orders_pb2
-from shard.edge import command_side, maker_expired_reports, maker_fill_reports
+from shard.edge import maker_expired_reports, maker_fill_reports
 from shard.engine import Command, Report
 
 log = logging.getLogger(__name__)
@@ -143,20 +143,17 @@ class Subscribers:
         if not self._by_account:
             return
         now = time.time_ns()
-        for cmd, outcome in done:
+        for _, outcome in done:
             if type(outcome) is not Report or not (outcome.fills or outcome.expired):
                 continue
-            side = command_side(cmd)
             for report in (
                 *maker_fill_reports(
                     outcome,
-                    taker_side=side,
                     transact_time_unix_nanos=now,
                     accounts=self._by_account,
                 ),
                 *maker_expired_reports(
                     outcome,
-                    taker_side=side,
                     transact_time_unix_nanos=now,
                     accounts=self._by_account,
                 ),

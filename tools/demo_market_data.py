@@ -5,14 +5,13 @@ end a check that it holds exactly the book the owning shard committed."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
 from marketdata.keys import DEFAULT_DEPTH
-from matching.v1 import gateway_pb2, gateway_pb2_grpc
+from matching.v1 import gateway_pb2_grpc
 from tools.bench.load import percentile
-from tools.bench.md_load import Subscriber
+from tools.bench.md_load import Subscriber, same_book
 
 SYNC_TIMEOUT = 15.0
 
@@ -46,30 +45,18 @@ class DemoFeed:
 
     async def verify(self) -> tuple[bool, str]:
         """Whether the subscriber's book is the owner's committed book at the same seq."""
-        request = gateway_pb2.GetOrderBookRequest(
-            symbol=self.symbol, depth=DEFAULT_DEPTH, from_shard=True
-        )
-        deadline = time.monotonic() + SYNC_TIMEOUT
-        book = self._subscriber.book
-        while True:
-            shard = await self._stub.GetOrderBook(request, timeout=5.0)
-            levels = (
-                [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.bids],
-                [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.asks],
+        same, seq, shard_seq = await same_book(self._subscriber, self._stub, SYNC_TIMEOUT)
+        stats = self._subscriber.stats
+        if not same:
+            return False, (
+                f"market data: the subscriber's {self.symbol} book (seq {seq:,}) does not"
+                f" match the owner's (seq {shard_seq:,})"
             )
-            if book.seq == shard.seq and book.top() == levels:
-                stats = self._subscriber.stats
-                return stats.gaps == 0, (
-                    f"market data: the subscriber's {self.symbol} book equals the owner's"
-                    f" committed book at seq {shard.seq:,} ({stats.updates:,} updates,"
-                    f" {stats.resnapshots} re-snapshots, {stats.gaps} gaps)"
-                )
-            if time.monotonic() > deadline:
-                return False, (
-                    f"market data: the subscriber's {self.symbol} book (seq {book.seq:,}) does"
-                    f" not match the owner's (seq {shard.seq:,})"
-                )
-            await asyncio.sleep(0.1)
+        return stats.gaps == 0, (
+            f"market data: the subscriber's {self.symbol} book equals the owner's committed"
+            f" book at seq {seq:,} ({stats.updates:,} updates, {stats.resnapshots}"
+            f" re-snapshots, {stats.gaps} gaps)"
+        )
 
     async def close(self) -> None:
         await self._subscriber.close()

@@ -145,7 +145,7 @@ class OrderBook:
             if taken.stopped:
                 cum = qty - remaining
                 return _new(Report, (self.symbol, seq, order_id, cloid, account, _EXPIRED,
-                                     _STP, price, cum, 0, 0, fills, expired))  # fmt: skip
+                                     _STP, price, cum, 0, 0, fills, expired, side))  # fmt: skip
         else:
             remaining, fills, expired = qty, (), ()
         cum = qty - remaining
@@ -172,11 +172,11 @@ class OrderBook:
         else:
             status, priority, remaining = _EXPIRED, 0, 0
         return _new(Report, (self.symbol, seq, order_id, cloid, account, status, _OK, price,
-                             cum, remaining, priority, fills, expired))  # fmt: skip
+                             cum, remaining, priority, fills, expired, side))  # fmt: skip
 
     def _reject_place(self, cmd: PlaceOrder, seq: int, code: RejectCode) -> Report:
         return _new(Report, (self.symbol, seq, 0, cmd.client_order_id, cmd.account, _REJECTED,
-                             code, cmd.price, 0, 0, 0, (), ()))  # fmt: skip
+                             code, cmd.price, 0, 0, 0, (), (), cmd.side))  # fmt: skip
 
     def cancel(self, cmd: CancelOrder) -> Report:
         seq = self.last_seq = self.last_seq + 1
@@ -185,12 +185,13 @@ class OrderBook:
         if order is None or order.account != account or not account:
             found = self._find(account, order_id, cloid)
             if not isinstance(found, RestingOrder):
-                return self._reject(seq, account, order_id, cloid, found)
+                return self._reject(seq, account, order_id, cloid, found, 0)
             order = found
         (self.bids if order.side == 1 else self.asks).withdraw(order)
         self._forget(order)
         return _new(Report, (self.symbol, seq, order.order_id, order.client_order_id, account,
-                             _CANCELED, _OK, order.price, order.cum, 0, 0, (), ()))  # fmt: skip
+                             _CANCELED, _OK, order.price, order.cum, 0, 0, (), (),
+                             order.side))  # fmt: skip
 
     def mass_cancel(self, cmd: MassCancel) -> Report:
         seq = self.last_seq = self.last_seq + 1
@@ -200,7 +201,7 @@ class OrderBook:
         elif cmd.side is not None and not valid_side(cmd.side):
             code = RejectCode.INVALID_SIDE
         if code:
-            return self._reject(seq, cmd.account, 0, "", code)
+            return self._reject(seq, cmd.account, 0, "", code, 0)
         mine = self._by_account.get(cmd.account, {})
         victims = [o for o in mine.values() if cmd.side is None or o.side == cmd.side]
         victims.sort(key=lambda o: o.order_id)
@@ -209,23 +210,25 @@ class OrderBook:
             self._forget(order)
         return Report(
             self.symbol, seq, 0, "", cmd.account, OrderStatus.CANCELED, _OK, 0, 0, 0, 0, (),
-            tuple(o.order_id for o in victims),
+            tuple(o.order_id for o in victims), 0,
         )  # fmt: skip
 
     def set_status(self, cmd: SetSymbolStatus) -> Report:
         seq = self.last_seq = self.last_seq + 1
         self.spec = self.spec._replace(status=cmd.status)
         self._cache_spec()
-        return Report(self.symbol, seq, 0, "", "", _NEW, _OK, 0, 0, 0, 0, (), ())
+        return Report(self.symbol, seq, 0, "", "", _NEW, _OK, 0, 0, 0, 0, (), (), 0)
 
     def amend(self, cmd: AmendOrder) -> Report:
         seq = self.last_seq = self.last_seq + 1
         found = self._find(cmd.account, cmd.order_id, cmd.client_order_id, halted_check=True)
         if not isinstance(found, RestingOrder):
-            return self._reject(seq, cmd.account, cmd.order_id, cmd.client_order_id, found)
+            return self._reject(seq, cmd.account, cmd.order_id, cmd.client_order_id, found, 0)
         code = check_amend_fields(self.spec, cmd) or self._check_amend_against_book(found, cmd)
         if code:
-            return self._reject(seq, cmd.account, cmd.order_id, cmd.client_order_id, code)
+            return self._reject(
+                seq, cmd.account, cmd.order_id, cmd.client_order_id, code, found.side
+            )
         price = cmd.new_price or found.price
         total = cmd.new_quantity or found.cum + found.leaves
         if price == found.price and total <= found.cum + found.leaves:
@@ -262,7 +265,7 @@ class OrderBook:
         return Report(
             self.symbol, seq, order.order_id, order.client_order_id, order.account,
             _PARTIAL if order.cum else _NEW, _OK, order.price, order.cum, leaves,
-            order.priority, (), (),
+            order.priority, (), (), order.side,
         )  # fmt: skip
 
     def _requeue(self, seq: int, old: RestingOrder, price: int, total: int) -> Report:
@@ -287,7 +290,7 @@ class OrderBook:
             status, priority = (_PARTIAL if cum else _NEW), seq
         return Report(
             self.symbol, seq, old.order_id, old.client_order_id, old.account, status, code,
-            price, cum, remaining, priority, tuple(taken.fills), tuple(taken.expired),
+            price, cum, remaining, priority, tuple(taken.fills), tuple(taken.expired), old.side,
         )  # fmt: skip
 
     # --- book checks ------------------------------------------------------------------
@@ -368,10 +371,11 @@ class OrderBook:
         return self._by_cloid.get((account, cloid)) or RejectCode.UNKNOWN_ORDER
 
     def _reject(
-        self, seq: int, account: str, order_id: int, cloid: str, code: RejectCode
+        self, seq: int, account: str, order_id: int, cloid: str, code: RejectCode, side: int
     ) -> Report:
+        """A rejected cancel, amend or mass cancel; ``side`` is the order's if it was found."""
         return _new(Report, (self.symbol, seq, order_id, cloid, account, _REJECTED, code,
-                             0, 0, 0, 0, (), ()))  # fmt: skip
+                             0, 0, 0, 0, (), (), side))  # fmt: skip
 
     def _remember(self, order: RestingOrder) -> None:
         self._orders[order.order_id] = order

@@ -95,4 +95,5 @@ def unknown_symbol(cmd: Command) -> Report:
         0,
         (),
         (),
+        cmd.side if type(cmd) is PlaceOrder else 0,
     )

@@ -185,6 +185,11 @@ class Report(NamedTuple):
     ``expired`` lists other orders of ``account`` that the command removed: makers
     expired by self-trade prevention, or the orders a mass cancel cancelled.
     ``priority`` is the order's queue priority if it rests after the command, else 0.
+    ``side`` is the order's Side number (1 BUY, 2 SELL; may be a Side member: compare by
+    value): a PlaceOrder's own side (rejected ones included, as sent), the addressed order's
+    side for a cancel or amend that found it; 0 where no single order is concerned (mass
+    cancel, SetSymbolStatus) or a cancel or amend found no order (unknown order or symbol,
+    missing reference, invalid account, amend while halted).
     """
 
     symbol: str
@@ -200,6 +205,7 @@ class Report(NamedTuple):
     priority: int
     fills: tuple[Fill, ...]
     expired: tuple[int, ...]
+    side: int
 
 
 class Level(NamedTuple):

@@ -166,4 +166,26 @@ async def test_unparseable_bytes_same_status(stubs: Any, junk: bytes) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await channel.unary_unary(GATEWAY + "SubmitOrder")(junk, timeout=TIMEOUT)
         codes.append(caught.value.code())
-    assert codes[0] == codes[1] != grpc.StatusCode.OK
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+
+
+@pytest.mark.parametrize("junk", list(JUNK.values()), ids=list(JUNK))
+async def test_unparseable_bytes_on_every_kind_of_rpc_are_invalid_argument(
+    stubs: Any, junk: bytes
+) -> None:
+    """Unary, server-streaming and bidi calls alike, on the shard and on the router."""
+    *_, ports = stubs
+    for port in ports:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls: list[Any] = [
+                channel.unary_unary(GATEWAY + "GetOrderBook")(junk, timeout=TIMEOUT),
+                channel.unary_stream(GATEWAY + "StreamMarketData")(junk, timeout=TIMEOUT),
+            ]
+            trade_call: Any = channel.stream_stream(GATEWAY + "Trade")(timeout=TIMEOUT)
+            await trade_call.write(junk)
+            calls.append(trade_call)
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await (call.read() if hasattr(call, "read") else call)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (port, call)
+                assert "Traceback" not in (caught.value.details() or "")

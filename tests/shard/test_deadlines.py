@@ -1,6 +1,8 @@
 # mypy: disable-error-code="attr-defined"
 # (grpc's stubs type aio stream calls as sync iterators: read() and its results are untyped)
-"""Router commands carry the caller's deadline: one already past on arrival is not executed."""
+"""Commands carry deadlines (a router's: the caller's; a client's own: stale-quote
+protection). One whose deadline passes before it runs is answered DEADLINE_EXCEEDED and not
+executed, whether it came late or waited too long in the shard."""
 
 from __future__ import annotations
 
@@ -10,7 +12,20 @@ from collections.abc import AsyncIterator
 import grpc
 import psycopg
 
-from matching.v1 import shard_pb2, shard_pb2_grpc, types_pb2
+from matching.v1 import (
+    gateway_pb2,
+    gateway_pb2_grpc,
+    orders_pb2,
+    shard_pb2,
+    shard_pb2_grpc,
+    types_pb2,
+)
+from persistence.rows import BatchRows
+from shard.admission import Admission
+from shard.engine import MatchingEngine, PlaceOrder, Report, SymbolSpec
+from shard.errors import CommandFailure
+from shard.idempotency import IdempotencyIndex
+from shard.ownership import Ownership
 from tests.shard.support import config, place, prepare_db, running_node
 
 
@@ -44,3 +59,58 @@ async def test_command_past_its_deadline_is_refused_and_not_journaled(pg_dsn: st
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute("SELECT account FROM journal ORDER BY seq").fetchall()
     assert rows == [("timely",)]
+
+
+async def test_a_clients_own_deadline_is_kept_on_a_trade_stream(pg_dsn: str) -> None:
+    await prepare_db(pg_dsn)
+    now = time.time_ns()
+    stale_quote = orders_pb2.OrderCommand(
+        correlation_id=1,
+        deadline_unix_nanos=now - 1,
+        place_order=place("BTC-USDT", "mm", 2, 1, 100, "stale-1"),
+    )
+    fresh_quote = orders_pb2.OrderCommand(
+        correlation_id=2,
+        deadline_unix_nanos=now + 10_000_000_000,
+        place_order=place("BTC-USDT", "mm", 2, 1, 101, "fresh-1"),
+    )
+
+    async def requests() -> AsyncIterator[gateway_pb2.TradeRequest]:
+        yield gateway_pb2.TradeRequest(commands=[stale_quote, fresh_quote])
+
+    async with (
+        running_node(config(pg_dsn)) as node,
+        grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel,
+    ):
+        call = gateway_pb2_grpc.OrderGatewayServiceStub(channel).Trade(requests())
+        answer = await call.read()
+    stale, fresh = answer.results
+    assert stale.error.reason == types_pb2.REJECT_CODE_DEADLINE_EXCEEDED
+    assert stale.error.code == types_pb2.ERROR_CODE_DEADLINE_EXCEEDED
+    assert fresh.report.order_id
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT client_order_id FROM journal ORDER BY seq").fetchall()
+    assert rows == [("fresh-1",)]
+
+
+def test_the_deadline_is_judged_when_the_batch_is_matched() -> None:
+    """Admission compares each command's deadline with the time its batch is matched (not
+    when it arrived): a command that waited past its deadline in the inbox is not run."""
+    engine, ownership = MatchingEngine(), Ownership()
+    engine.add_symbol(SymbolSpec("BTC-USDT", 1))
+    ownership.serve("BTC-USDT", 1)
+
+    async def no_lookup(keys: object) -> list[object]:
+        return []
+
+    admission = Admission(engine, ownership, IdempotencyIndex(), no_lookup)  # type: ignore[arg-type]
+    orders = [PlaceOrder("BTC-USDT", "a", 1, 1, 100, client_order_id=f"c{i}") for i in range(3)]
+    rows = BatchRows()
+    matched_at = 2_000
+    outcomes = admission.admit_all(orders, rows, set(), [1_999, 2_000, 0], matched_at)
+    late, on_time, no_deadline = outcomes
+    assert (
+        isinstance(late, CommandFailure) and late.reason == types_pb2.REJECT_CODE_DEADLINE_EXCEEDED
+    )
+    assert isinstance(on_time, Report) and isinstance(no_deadline, Report)
+    assert [j.client_order_id for j in rows.journal] == ["c1", "c2"]  # the late one left no trace

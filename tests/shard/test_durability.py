@@ -9,7 +9,7 @@ import grpc
 import psycopg
 import pytest
 
-from matching.v1 import gateway_pb2, orders_pb2
+from matching.v1 import gateway_pb2, orders_pb2, types_pb2
 from persistence import failpoints
 from shard.server import ShardNode
 from tests.checkers import check_durable_record
@@ -97,6 +97,7 @@ async def test_idempotent_retries_across_a_restart(db: str) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=changed))
     assert late.replayed and late.order_id == first.order_id and late.seq == first.seq
+    assert first.side == again.side == late.side == types_pb2.SIDE_SELL  # rebuilt from Postgres
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     with psycopg.connect(db) as conn:
         (count,) = conn.execute(

@@ -158,11 +158,6 @@ def test_command_without_kind_raises() -> None:
         edge.command_from_pb(shard_pb2.ShardCommand(correlation_id=5))
 
 
-def test_command_side() -> None:
-    assert edge.command_side(edge.place_from_pb(pb_place(side=BUY))) == BUY
-    assert edge.command_side(CancelOrder(SYMBOL, "a", 1)) == types_pb2.SIDE_UNSPECIFIED
-
-
 def test_unspecified_enums_reach_the_engine_as_its_reject_codes() -> None:
     # 0002: UNSPECIFIED side/type/tif/stp are not malformed; the engine rejects them.
     engine = new_engine()
@@ -205,8 +200,9 @@ def assert_report_matches(msg: orders_pb2.ExecutionReport, report: Report) -> No
         msg.leaves_qty,
         msg.priority,
         tuple(msg.expired_order_ids),
+        msg.side,
     )
-    assert got == (*report[:11], report.expired)
+    assert got == (*report[:11], report.expired, report.side)
 
 
 def test_every_report_field_is_known() -> None:
@@ -214,7 +210,6 @@ def test_every_report_field_is_known() -> None:
     report_fields = set(orders_pb2.ExecutionReport.DESCRIPTOR.fields_by_name)
     assert report_fields == set(Report._fields) - {"expired"} | {
         "expired_order_ids",
-        "side",
         "kind",
         "transact_time_unix_nanos",
         "replayed",
@@ -235,7 +230,7 @@ def test_taker_report_with_fills() -> None:
     m1 = run(engine, account="m1", client_order_id="a1", time_in_force=1, price=100, quantity=4)
     m2 = run(engine, account="m2", client_order_id="a2", time_in_force=1, price=101, quantity=10)
     report = run(engine, account="t", side=BUY, time_in_force=1, price=101, quantity=9)
-    msg = edge.report_to_pb(report, side=BUY, transact_time_unix_nanos=T)
+    msg = edge.report_to_pb(report, transact_time_unix_nanos=T)
     fills = [
         PB_FILL(maker_order_id=m1.order_id, maker_account="m1", maker_client_order_id="a1",
                 taker_order_id=report.order_id, price=100, quantity=4, match_index=0),
@@ -267,7 +262,7 @@ def test_maker_fill_reports() -> None:
     run(engine, account="t", side=BUY, time_in_force=2, price=101, quantity=2, client_order_id="")
     report = run(engine, account="t", side=BUY, time_in_force=2, price=101, quantity=6)
     details = {m2.order_id: edge.MakerDetail("ignored", 0, 0, priority=m2.priority)}
-    msgs = edge.maker_fill_reports(report, taker_side=BUY, transact_time_unix_nanos=T,
+    msgs = edge.maker_fill_reports(report, transact_time_unix_nanos=T,
                                    details=details)  # fmt: skip
     common = ER(symbol=SYMBOL, seq=report.seq, side=SELL, transact_time_unix_nanos=T,
                 kind=orders_pb2.REPORT_KIND_MAKER_FILL)  # fmt: skip
@@ -283,7 +278,7 @@ def test_maker_fill_reports() -> None:
                           fills=[taker_fills[1]])),
     ]  # fmt: skip
     assert [m.fills[0].match_index for m in msgs] == [0, 1]
-    only_m2 = edge.maker_fill_reports(report, taker_side=BUY, transact_time_unix_nanos=T,
+    only_m2 = edge.maker_fill_reports(report, transact_time_unix_nanos=T,
                                       accounts={"m2"})  # fmt: skip
     assert [(m.account, m.priority) for m in only_m2] == [("m2", 0)]  # no details: 0 = unknown
 
@@ -295,7 +290,7 @@ def test_stp_expired_maker_reports() -> None:
     report = run(engine, account="a", side=BUY, price=100, quantity=5,
                  stp_mode=types_pb2.STP_MODE_EXPIRE_MAKER)  # fmt: skip
     assert report.expired == (mine.order_id,)
-    msg = edge.report_to_pb(report, side=BUY, transact_time_unix_nanos=T)
+    msg = edge.report_to_pb(report, transact_time_unix_nanos=T)
     assert list(msg.expired_order_ids) == [mine.order_id]
     assert [f.maker_order_id for f in msg.fills] == [other.order_id]
     expected = ER(
@@ -304,16 +299,14 @@ def test_stp_expired_maker_reports() -> None:
         reject_code=types_pb2.REJECT_CODE_SELF_TRADE_PREVENTED, side=SELL,
         kind=orders_pb2.REPORT_KIND_MAKER_EXPIRED, transact_time_unix_nanos=T,
     )  # fmt: skip
-    bare = edge.maker_expired_reports(report, taker_side=BUY, transact_time_unix_nanos=T)
+    bare = edge.maker_expired_reports(report, transact_time_unix_nanos=T)
     assert bare == [expected]  # no details: client order id, price, cum unknown (""/0)
     details = {mine.order_id: edge.MakerDetail("own", 100, 0, 0)}
-    full = edge.maker_expired_reports(report, taker_side=BUY, transact_time_unix_nanos=T,
+    full = edge.maker_expired_reports(report, transact_time_unix_nanos=T,
                                       details=details)  # fmt: skip
     expected.client_order_id, expected.price = "own", 100
     assert full == [expected]
-    other_account = edge.maker_expired_reports(
-        report, taker_side=BUY, transact_time_unix_nanos=T, accounts={"b"}
-    )
+    other_account = edge.maker_expired_reports(report, transact_time_unix_nanos=T, accounts={"b"})
     assert other_account == []
 
 
@@ -327,21 +320,21 @@ def test_mass_cancel_report_and_system_cancel() -> None:
     ]
     report = engine.execute(MassCancel(SYMBOL, "a"))
     msg = edge.report_to_pb(
-        report, side=0, transact_time_unix_nanos=T, kind=orders_pb2.REPORT_KIND_SYSTEM_CANCEL
+        report, transact_time_unix_nanos=T, kind=orders_pb2.REPORT_KIND_SYSTEM_CANCEL
     )
     assert_report_matches(msg, report)
     assert list(msg.expired_order_ids) == ids
     assert msg.kind == orders_pb2.REPORT_KIND_SYSTEM_CANCEL
     assert (msg.side, msg.status) == (types_pb2.SIDE_UNSPECIFIED, types_pb2.ORDER_STATUS_CANCELED)
     # A mass cancel's expired orders are its subject, not STP victims.
-    assert edge.maker_expired_reports(report, taker_side=0, transact_time_unix_nanos=T) == []
+    assert edge.maker_expired_reports(report, transact_time_unix_nanos=T) == []
 
 
 def test_rejected_and_replayed_report() -> None:
     engine = new_engine()
     report = run(engine, quantity=0, price=55, client_order_id="r")
     assert report.reject_code == RejectCode.INVALID_QUANTITY
-    msg = edge.report_to_pb(report, side=SELL, transact_time_unix_nanos=T, replayed=True)
+    msg = edge.report_to_pb(report, transact_time_unix_nanos=T, replayed=True)
     assert_report_matches(msg, report)
     assert (msg.status, msg.reject_code) == (
         types_pb2.ORDER_STATUS_REJECTED,
@@ -353,7 +346,34 @@ def test_rejected_and_replayed_report() -> None:
 def test_resting_order_report() -> None:
     engine = new_engine()
     report = run(engine, time_in_force=1, quantity=3)
-    msg = edge.report_to_pb(report, side=SELL, transact_time_unix_nanos=T)
+    msg = edge.report_to_pb(report, transact_time_unix_nanos=T)
     assert_report_matches(msg, report)
     assert msg.status == types_pb2.ORDER_STATUS_NEW
     assert (msg.leaves_qty, msg.priority, len(msg.fills)) == (3, report.seq, 0)
+
+
+def test_cancel_and_amend_reports_carry_the_orders_side() -> None:
+    # The wire contract: ExecutionReport.side is the order's side, also when the command
+    # (a cancel or amend) does not name it; SIDE_UNSPECIFIED if the order was not found.
+    engine = new_engine()
+    order = run(engine, side=BUY, time_in_force=1, price=100, quantity=3)
+    amended = engine.execute(AmendOrder(SYMBOL, "alice", order.order_id, new_quantity=2))
+    cancelled = engine.execute(CancelOrder(SYMBOL, "alice", order.order_id))
+    unknown = engine.execute(CancelOrder(SYMBOL, "alice", order.order_id))
+    assert unknown.reject_code == RejectCode.UNKNOWN_ORDER
+    sides = [
+        edge.report_to_pb(r, transact_time_unix_nanos=T).side
+        for r in (order, amended, cancelled, unknown)
+    ]
+    assert sides == [BUY, BUY, BUY, types_pb2.SIDE_UNSPECIFIED]
+
+
+def test_maker_reports_of_a_crossing_amend_are_on_the_opposite_side() -> None:
+    engine = new_engine()
+    maker = run(engine, account="m", side=SELL, time_in_force=1, price=101, quantity=2)
+    bid = run(engine, account="t", side=BUY, time_in_force=1, price=99, quantity=5)
+    amend = engine.execute(AmendOrder(SYMBOL, "t", bid.order_id, new_price=101))
+    assert [f.maker_order_id for f in amend.fills] == [maker.order_id]
+    assert edge.report_to_pb(amend, transact_time_unix_nanos=T).side == BUY
+    [maker_msg] = edge.maker_fill_reports(amend, transact_time_unix_nanos=T)
+    assert (maker_msg.order_id, maker_msg.side) == (maker.order_id, SELL)

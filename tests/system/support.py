@@ -13,6 +13,7 @@ from pathlib import Path
 from cluster.etcd import EtcdRegistry
 from cluster.model import AssignmentState, ClusterView
 from tests.shard.support import prepare_db
+from tools.bench.load import ClientFlow, LoadResult, run_client
 from tools.services.etcd import EtcdServer
 from tools.services.redis_cluster import RedisCluster
 from tools.services.router_process import RouterProcess
@@ -20,6 +21,27 @@ from tools.services.shard_process import ShardProcess
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 LEASE_TTL = 2  # etcd's minimum: failover tests wait TTL + 2 s at most
+# Load through a router is rate-limited: messages of 20 orders, this many a second per client.
+# Not as fast as the cluster goes: the durable-record checker replays every command through
+# the reference matcher, whose cost grows with the book, so the flow is kept bounded.
+MESSAGES_PER_S = 50.0
+
+
+async def rated_load(
+    router: str, symbol: str, seconds: float, clients: int, seed: int, tag: str
+) -> LoadResult:
+    """``clients`` Trade streams of the load generator's flow on ``symbol`` through ``router``
+    (~1,000 orders/s each), for ``seconds``."""
+    run = f"{tag}{time.monotonic_ns()}"
+    flows = [ClientFlow(c, [symbol], seed, run) for c in range(clients)]
+    messages = int(MESSAGES_PER_S * seconds) + 1
+    results = await asyncio.gather(
+        *(run_client(router, f, 20, messages, MESSAGES_PER_S, 2, seconds) for f in flows)
+    )
+    total = LoadResult()
+    for r in results:
+        total.merge(r)
+    return total
 
 
 @dataclass

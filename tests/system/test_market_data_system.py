@@ -7,7 +7,7 @@ delta that does not chain (a move or a failover may send a RESNAPSHOT, never a g
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -15,11 +15,17 @@ import pytest
 
 from cluster.operations import move
 from marketdata.keys import DEFAULT_DEPTH
-from matching.v1 import gateway_pb2, gateway_pb2_grpc
+from matching.v1 import gateway_pb2_grpc
 from tests.checkers import check_durable_record
-from tests.system.support import LEASE_TTL, SystemCluster, all_active, system_cluster
-from tools.bench.load import ClientFlow, LoadResult, run_client
-from tools.bench.md_load import Subscriber
+from tests.system.support import (
+    LEASE_TTL,
+    SystemCluster,
+    all_active,
+    rated_load,
+    system_cluster,
+)
+from tools.bench.load import LoadResult
+from tools.bench.md_load import Subscriber, same_book
 from tools.services.etcd import EtcdServer
 from tools.services.redis_cluster import RedisCluster
 
@@ -29,50 +35,8 @@ SYMBOL = "BTC-USDT"
 SYNC_TIMEOUT = 30.0  # the subscriber catches up with the committed book
 
 
-# ~2,000 orders/s from two clients, bounded: the durable-record checker replays every
-# command through the reference matcher.
-MESSAGES_PER_S = 50.0  # of 20 orders, per client
-
-
-async def trade(router: str, seconds: float, tag: str) -> LoadResult:
-    flows = [ClientFlow(c, [SYMBOL], 5, f"{tag}{time.monotonic_ns()}") for c in range(2)]
-    messages = int(MESSAGES_PER_S * seconds) + 1
-    results = await asyncio.gather(
-        *(run_client(router, f, 20, messages, MESSAGES_PER_S, 2, seconds) for f in flows)
-    )
-    total = LoadResult()
-    for r in results:
-        total.merge(r)
-    return total
-
-
-async def committed_book(
-    stub: gateway_pb2_grpc.OrderGatewayServiceStub,
-) -> gateway_pb2.GetOrderBookResponse:
-    """The owner's committed book (asked of the shard, not the cache)."""
-    request = gateway_pb2.GetOrderBookRequest(symbol=SYMBOL, depth=DEFAULT_DEPTH, from_shard=True)
-    return await stub.GetOrderBook(request, timeout=10.0)  # type: ignore[no-any-return]
-
-
-async def assert_same_book(
-    subscriber: Subscriber, stub: gateway_pb2_grpc.OrderGatewayServiceStub
-) -> int:
-    """Wait until the subscriber's book is the owner's committed book at the same seq."""
-    deadline = time.monotonic() + SYNC_TIMEOUT
-    while True:
-        shard = await committed_book(stub)
-        levels = (
-            [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.bids],
-            [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.asks],
-        )
-        if subscriber.book.seq == shard.seq and subscriber.book.top() == levels:
-            return shard.seq
-        assert time.monotonic() < deadline, (subscriber.book.seq, shard.seq)
-        await asyncio.sleep(0.1)
-
-
 async def follow_while_trading(
-    cluster: SystemCluster, disturb: object, tag: str
+    cluster: SystemCluster, disturb: Callable[[], Awaitable[None]], tag: str
 ) -> tuple[Subscriber, LoadResult]:
     """A subscriber follows SYMBOL while orders flow through the router and ``disturb`` (an
     async callable) moves or kills the owner half-way; returns once trading has ended."""
@@ -82,14 +46,15 @@ async def follow_while_trading(
     subscriber = Subscriber(stub, SYMBOL, depth=DEFAULT_DEPTH)
     async with asyncio.timeout(SYNC_TIMEOUT):
         await subscriber.synced.wait()
-    running = asyncio.ensure_future(trade(router, 5.0, tag))
+    running = asyncio.ensure_future(rated_load(router, SYMBOL, 5.0, 2, 5, tag))
     await asyncio.sleep(2.0)
-    await disturb()  # type: ignore[operator]
+    await disturb()
     result = await running
-    more = await trade(router, 1.5, f"{tag}-after")  # the new owner trades and publishes
-    result.merge(more)
-    seq = await assert_same_book(subscriber, stub)
-    assert seq > 0 and subscriber.stats.gaps == 0 and not subscriber.stats.failures
+    # The new owner trades and publishes.
+    result.merge(await rated_load(router, SYMBOL, 1.5, 2, 5, f"{tag}-after"))
+    same, seq, shard_seq = await same_book(subscriber, stub, SYNC_TIMEOUT)
+    assert same and seq > 0, (seq, shard_seq)
+    assert subscriber.stats.gaps == 0 and not subscriber.stats.failures
     await subscriber.close()
     await channel.close()
     return subscriber, result

@@ -4,7 +4,6 @@ killed under load, and a router killed under load with clients retrying on the o
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import grpc
@@ -14,29 +13,21 @@ from cluster.operations import move
 from matching.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.checkers import check_durable_record
 from tests.shard.support import place
-from tests.system.support import LEASE_TTL, SystemCluster, all_active, system_cluster
-from tools.bench.load import ClientFlow, LoadResult, percentile, run_client
+from tests.system.support import (
+    LEASE_TTL,
+    SystemCluster,
+    all_active,
+    rated_load,
+    system_cluster,
+)
+from tools.bench.load import LoadResult, percentile
 from tools.services.etcd import EtcdServer
 
 SYMBOL = "BTC-USDT"  # tick 1, lot 1: the load generator's orders are valid on it
 
 
-# Messages of 20 orders per client per second: ~3,000 orders/s from three clients. A fixed
-# rate, not as fast as the cluster goes: the checker replays every durable command through
-# the reference matcher, whose cost grows with the book, so the flow is kept bounded.
-LOAD_MESSAGES_PER_S = 50.0
-
-
 async def load(router: str, seconds: float, clients: int = 3) -> LoadResult:
-    flows = [ClientFlow(c, [SYMBOL], 11, f"sys{time.monotonic_ns()}") for c in range(clients)]
-    messages = int(LOAD_MESSAGES_PER_S * seconds) + 1
-    results = await asyncio.gather(
-        *(run_client(router, f, 20, messages, LOAD_MESSAGES_PER_S, 2, seconds) for f in flows)
-    )
-    total = LoadResult()
-    for r in results:
-        total.merge(r)
-    return total
+    return await rated_load(router, SYMBOL, seconds, clients, 11, "sys")
 
 
 async def test_planned_move_under_load_rejects_and_loses_nothing(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 
@@ -48,6 +49,7 @@ class Subscriber:
         self, stub: gateway_pb2_grpc.OrderGatewayServiceStub, symbol: str, depth: int = 0
     ) -> None:
         self.symbol = symbol
+        self.depth = depth  # asked of the router; 0 = its default
         self.book = L2Book(depth=1 << 30)  # holds what it is sent: the stream's depth
         self.stats = SubscriberStats()
         self.synced = asyncio.Event()
@@ -110,6 +112,31 @@ async def subscribed(
         finally:
             for s in subscribers:
                 await s.close()
+
+
+async def same_book(
+    subscriber: Subscriber, stub: gateway_pb2_grpc.OrderGatewayServiceStub, timeout: float
+) -> tuple[bool, int, int]:
+    """Wait (at most ``timeout`` s) until ``subscriber`` holds exactly the owning shard's
+    committed book (asked of the shard, not the cache) at the same seq, to its depth.
+    Returns (same, subscriber's seq, shard's seq)."""
+    request = gateway_pb2.GetOrderBookRequest(
+        symbol=subscriber.symbol, depth=subscriber.depth, from_shard=True
+    )
+    deadline = time.monotonic() + timeout
+    book = subscriber.book
+    while True:
+        call = stub.GetOrderBook(request, timeout=READ_TIMEOUT)
+        shard = await cast("Awaitable[gateway_pb2.GetOrderBookResponse]", call)
+        levels = (
+            [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.bids],
+            [(lv.price, lv.quantity, lv.order_count) for lv in shard.book.asks],
+        )
+        if book.seq == shard.seq and book.top() == levels:
+            return True, book.seq, shard.seq
+        if time.monotonic() > deadline:
+            return False, book.seq, shard.seq
+        await asyncio.sleep(0.1)
 
 
 def collect(subscribers: list[Subscriber]) -> SubscriberStats:

@@ -1,6 +1,8 @@
 """`spotmatch bench shard`: a real shard process with a real Postgres, driven over gRPC.
 
-Runs, on one box: a private Postgres, one shard process, and the load generator here.
+Runs, on one box: a private Postgres, one shard process, and the load generator here. The
+CPU time the shard and Postgres (its postmaster and backends) spend per order is read from
+/proc over each run (tools/bench/cpu.py).
 1. max throughput: ``clients`` Trade streams, ``window`` messages of ``batch`` in flight;
 2. open loop at ``rate`` orders/s (default: half the measured maximum), latency from each
    message's due time (no coordinated omission);
@@ -19,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from .cpu import CpuMeter
 from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
 from .output import Progress
 from .shard_setup import BENCH_SYMBOLS, engine_orders_per_sec, prepare_bench_db, recovery_seconds
@@ -87,7 +90,9 @@ async def bench_shard(p: ShardBenchParams, progress: Progress) -> tuple[dict[str
             progress.update("starting the shard")
             shard.start()
             try:
-                result = await _run_phases(shard.target, dsn, p, progress)
+                assert shard.proc is not None and pg.pid is not None
+                meter = CpuMeter({"shard": shard.proc.pid, "postgres": pg.pid})
+                result = await _run_phases(shard.target, dsn, p, progress, meter)
             finally:
                 shard.stop()
             progress.update(f"measuring recovery of {p.recovery_orders:,} resting orders")
@@ -100,7 +105,7 @@ async def bench_shard(p: ShardBenchParams, progress: Progress) -> tuple[dict[str
 
 
 async def _run_phases(
-    target: str, dsn: str, p: ShardBenchParams, progress: Progress
+    target: str, dsn: str, p: ShardBenchParams, progress: Progress, meter: CpuMeter
 ) -> dict[str, Any]:
     progress.update("warm-up")
     await _drive(target, ShardBenchParams(clients=1, batch=p.batch, duration_s=1.0), None, 99)
@@ -108,12 +113,16 @@ async def _run_phases(
         f"max throughput: {p.clients} streams x {p.window} x {p.batch} orders, {p.duration_s:.0f}s"
     )
     rows_before, t0 = _durable_rows(dsn), time.perf_counter()
+    meter.start()  # the shard and Postgres idle while the load's messages are prepared
     peak = await _drive(target, p, None, p.seed)
+    peak_cpu = meter.stop()
     rows_per_sec = (_durable_rows(dsn) - rows_before) / (time.perf_counter() - t0)
     peak_summary = _summary(peak)
     rate = p.rate or max(1000.0, peak_summary["orders_per_sec"] / 2)
     progress.update(f"open loop at {rate:,.0f} orders/s for {p.duration_s:.0f}s")
+    meter.start()
     steady = await _drive(target, p, rate, p.seed + 1)
+    steady_cpu = meter.stop()
     progress.update("engine-only pass, reconciling")
     acked = peak.acked_order_ids + steady.acked_order_ids
     return {
@@ -124,7 +133,12 @@ async def _run_phases(
         "exhausted": peak_summary["exhausted"],
         "engine_orders_per_sec": round(engine_orders_per_sec(p.seed)),
         "rows_committed_per_sec": round(rows_per_sec),
-        "open_loop": {"rate": round(rate), **_summary(steady)},
+        "cpu_us_per_order": _per_order(peak_cpu, peak.orders),
+        "open_loop": {
+            "rate": round(rate),
+            **_summary(steady),
+            "cpu_us_per_order": _per_order(steady_cpu, steady.orders),
+        },
         "params": {
             "clients": p.clients,
             "batch": p.batch,
@@ -138,6 +152,10 @@ async def _run_phases(
     }
 
 
+def _per_order(cpu_seconds: dict[str, float], orders: int) -> dict[str, float]:
+    return {name: round(s / orders * 1e6, 1) if orders else 0.0 for name, s in cpu_seconds.items()}
+
+
 def _lines(r: dict[str, Any]) -> list[str]:
     o = r["open_loop"]
     return [
@@ -145,6 +163,9 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f"  p99 {r['p99_ms']} ms  p99.9 {r['p999_ms']} ms  errors {r['errors']}",
         f"open loop at {o['rate']:,}/s: {o['orders_per_sec']:,} orders/s  p50 {o['p50_ms']} ms"
         f"  p99 {o['p99_ms']} ms  p99.9 {o['p999_ms']} ms  errors {o['errors']}",
+        f"CPU per order at max: shard {r['cpu_us_per_order']['shard']} us, Postgres"
+        f" {r['cpu_us_per_order']['postgres']} us; in the open loop: shard"
+        f" {o['cpu_us_per_order']['shard']} us, Postgres {o['cpu_us_per_order']['postgres']} us",
         f"engine only, same flow: {r['engine_orders_per_sec']:,} orders/s;"
         f" rows committed: {r['rows_committed_per_sec']:,}/s",
         f"recovery: {r['recovery_orders']:,} resting orders claimed and loaded"

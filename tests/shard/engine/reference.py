@@ -154,20 +154,28 @@ class ReferenceEngine:
             return _mass_cancel(book, cmd, seq)
         book.spec = book.spec._replace(status=cmd.status)
         return Report(
-            cmd.symbol, seq, 0, "", "", OrderStatus.NEW, RejectCode.NONE, 0, 0, 0, 0, (), ()
+            cmd.symbol, seq, 0, "", "", OrderStatus.NEW, RejectCode.NONE, 0, 0, 0, 0, (), (), 0
         )
 
 
-def _reject(cmd: Command, seq: int, code: RejectCode) -> Report:
-    """Ids, account and (PlaceOrder) price echoed; cum, leaves, priority 0; no fills."""
+def _reject(cmd: Command, seq: int, code: RejectCode, found: OpenOrder | None = None) -> Report:
+    """Ids, account and (PlaceOrder) price echoed; cum, leaves, priority 0; no fills. Side:
+    the PlaceOrder's, else the side of the order the command ``found``, else 0."""
+    if isinstance(cmd, PlaceOrder):
+        side = int(cmd.side)
+    elif found is not None:
+        side = int(found.side)
+    else:
+        side = 0
     order_id = cmd.order_id if isinstance(cmd, CancelOrder | AmendOrder) else 0
     client_order_id = "" if isinstance(cmd, MassCancel | SetSymbolStatus) else cmd.client_order_id
     account = "" if isinstance(cmd, SetSymbolStatus) else cmd.account
     price = cmd.price if isinstance(cmd, PlaceOrder) else 0
     status = OrderStatus.REJECTED
     return Report(
-        cmd.symbol, seq, order_id, client_order_id, account, status, code, price, 0, 0, 0, (), ()
-    )
+        cmd.symbol, seq, order_id, client_order_id, account, status, code, price, 0, 0, 0, (), (),
+        side,
+    )  # fmt: skip
 
 
 # fmt: off
@@ -178,7 +186,8 @@ def _report(book: ReferenceBook, seq: int, order: OpenOrder, status: OrderStatus
     rests = status in RESTING
     leaves, priority = (order.leaves_qty, order.priority) if rests else (0, 0)
     return Report(book.spec.symbol, seq, order.order_id, order.client_order_id, order.account,
-                  status, code, order.price, order.cum_qty, leaves, priority, fills, expired)
+                  status, code, order.price, order.cum_qty, leaves, priority, fills, expired,
+                  int(order.side))
 # fmt: on
 
 
@@ -363,7 +372,7 @@ def _amend(book: ReferenceBook, cmd: AmendOrder, seq: int) -> Report:
     if order is None:
         return _reject(cmd, seq, RejectCode.UNKNOWN_ORDER)
     if code := _amend_code(book, cmd, order):
-        return _reject(cmd, seq, code)
+        return _reject(cmd, seq, code, found=order)
     price, total = cmd.new_price or order.price, cmd.new_quantity or order.quantity
     changed = order._replace(price=price, quantity=total, leaves_qty=total - order.cum_qty)
     if price == order.price and total <= order.quantity:  # reduce in place, priority kept
@@ -399,4 +408,5 @@ def _mass_cancel(book: ReferenceBook, cmd: MassCancel, seq: int) -> Report:
         0,
         (),
         tuple(gone),
+        0,  # no single order is concerned
     )

@@ -16,6 +16,7 @@ from tests.shard.engine.invariants import EngineLike, book_state
 
 S = BTC.symbol
 NEW, PART, OK = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, RejectCode.NONE
+BUY, SELL = Side.BUY, Side.SELL
 
 
 def oid(seq: int) -> int:
@@ -35,7 +36,7 @@ def _queue_order(eng: EngineLike) -> list[tuple[str, int, int]]:
 def test_amend_reducing_quantity_keeps_priority(eng: EngineLike) -> None:
     _queue(eng)
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1), new_quantity=3))
-    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 3, 1, (), ())
+    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 3, 1, (), (), BUY)
     assert _queue_order(eng) == [("alice", 3, 1), ("bob", 5, 2)]
     assert eng.book(S).depth(Side.BUY, 1) == [(100, 8, 2)]
     fills = eng.execute(sell(100, 4, "carol")).fills
@@ -52,13 +53,13 @@ def test_amend_to_the_same_price_and_quantity_keeps_priority(eng: EngineLike) ->
 def test_amend_with_no_changes_is_accepted_and_keeps_priority(eng: EngineLike) -> None:
     _queue(eng)
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1)))
-    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 5, 1, (), ())
+    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 5, 1, (), (), BUY)
 
 
 def test_amend_increasing_quantity_loses_priority(eng: EngineLike) -> None:
     _queue(eng)
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1), new_quantity=7))
-    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 7, 3, (), ())
+    assert r == Report(S, 3, oid(1), "a", "alice", NEW, OK, 100, 0, 7, 3, (), (), BUY)
     assert _queue_order(eng) == [("bob", 5, 2), ("alice", 7, 3)]
     fills = eng.execute(sell(100, 6, "carol")).fills
     assert [(f.maker_account, f.quantity) for f in fills] == [("bob", 5), ("alice", 1)]
@@ -68,7 +69,7 @@ def test_amend_reprice_loses_priority_and_keeps_the_order_id(eng: EngineLike) ->
     _queue(eng)
     eng.execute(buy(101, 5, "carol"))
     r = eng.execute(AmendOrder(S, "alice", client_order_id="a", new_price=101))
-    assert r == Report(S, 4, oid(1), "a", "alice", NEW, OK, 101, 0, 5, 4, (), ())
+    assert r == Report(S, 4, oid(1), "a", "alice", NEW, OK, 101, 0, 5, 4, (), (), BUY)
     orders = eng.book(S).open_orders()
     assert [(o.order_id, o.price, o.priority) for o in orders] == [
         (oid(3), 101, 3),
@@ -108,6 +109,7 @@ def test_amend_reprice_through_the_spread_trades_at_makers_prices(eng: EngineLik
             Fill(oid(2), "carol", "c", oid(3), 102, 2, 0, 2),
         ),
         (),
+        BUY,
     )
     book = eng.book(S)
     assert (book.best_bid(), book.best_ask()) == (103, None)
@@ -127,9 +129,9 @@ def test_amend_of_partially_filled_order_keeps_cum_qty(eng: EngineLike) -> None:
     eng.execute(buy(100, 10, "alice"))
     eng.execute(sell(100, 4, "bob"))
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1), new_quantity=8))
-    assert r == Report(S, 3, oid(1), "", "alice", PART, OK, 100, 4, 4, 1, (), ())
+    assert r == Report(S, 3, oid(1), "", "alice", PART, OK, 100, 4, 4, 1, (), (), BUY)
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1), new_quantity=12))
-    assert r == Report(S, 4, oid(1), "", "alice", PART, OK, 100, 4, 8, 4, (), ())
+    assert r == Report(S, 4, oid(1), "", "alice", PART, OK, 100, 4, 8, 4, (), (), BUY)
     [o] = eng.book(S).open_orders()
     assert (o.quantity, o.cum_qty, o.leaves_qty) == (12, 4, 8)
 
@@ -154,6 +156,7 @@ def test_amend_quantity_not_above_filled_is_rejected(eng: EngineLike) -> None:
             0,
             (),
             (),
+            BUY,
         )
     assert book_state(eng.book(S)) == before
 
@@ -195,6 +198,7 @@ def test_amend_of_a_sell_reprices_down_through_bids(eng: EngineLike) -> None:
         3,
         (Fill(oid(1), "bob", "", oid(2), 100, 3, 0, 3),),
         (),
+        SELL,
     )
     [o] = eng.book(S).open_orders()
     assert (o.side, o.price, o.quantity, o.stp) == (Side.SELL, 99, 4, StpMode.EXPIRE_MAKER)
@@ -217,6 +221,6 @@ def test_amend_of_partially_filled_order_expired_by_stp_reports_total_cum(
     r = eng.execute(AmendOrder(S, "alice", order_id=oid(1), new_price=101))
     assert r == Report(
         S, 5, oid(1), "", "alice", OrderStatus.EXPIRED, RejectCode.SELF_TRADE_PREVENTED, 101,
-        5, 0, 0, (Fill(oid(3), "bob", "", oid(1), 101, 2, 0, 2),), (),
+        5, 0, 0, (Fill(oid(3), "bob", "", oid(1), 101, 2, 0, 2),), (), BUY,
     )  # fmt: skip
     assert [o.order_id for o in eng.book(S).open_orders()] == [oid(4)]

@@ -26,7 +26,7 @@ def oid(seq: int) -> int:
 def test_cancel_by_order_id(eng: EngineLike) -> None:
     eng.execute(buy(100, 5, "alice", client_order_id="a1"))
     r = eng.execute(CancelOrder(S, "alice", order_id=oid(1)))
-    assert r == Report(S, 2, oid(1), "a1", "alice", CANCELED, OK, 100, 0, 0, 0, (), ())
+    assert r == Report(S, 2, oid(1), "a1", "alice", CANCELED, OK, 100, 0, 0, 0, (), (), Side.BUY)
     book = eng.book(S)
     assert book.open_orders() == [] and book.best_bid() is None
     assert book.depth(Side.BUY, 10) == []
@@ -36,7 +36,7 @@ def test_cancel_by_client_order_id(eng: EngineLike) -> None:
     eng.execute(sell(100, 5, "bob", client_order_id="x"))
     eng.execute(sell(101, 5, "alice", client_order_id="x"))
     r = eng.execute(CancelOrder(S, "alice", client_order_id="x"))
-    assert r == Report(S, 3, oid(2), "x", "alice", CANCELED, OK, 101, 0, 0, 0, (), ())
+    assert r == Report(S, 3, oid(2), "x", "alice", CANCELED, OK, 101, 0, 0, 0, (), (), Side.SELL)
     assert [o.account for o in eng.book(S).open_orders()] == ["bob"]
 
 
@@ -52,7 +52,7 @@ def test_cancel_of_partially_filled_order_reports_its_cum(eng: EngineLike) -> No
     eng.execute(buy(100, 5, "alice"))
     eng.execute(sell(100, 2, "bob"))
     r = eng.execute(CancelOrder(S, "alice", order_id=oid(1)))
-    assert r == Report(S, 3, oid(1), "", "alice", CANCELED, OK, 100, 2, 0, 0, (), ())
+    assert r == Report(S, 3, oid(1), "", "alice", CANCELED, OK, 100, 2, 0, 0, (), (), Side.BUY)
 
 
 def test_cancel_of_another_accounts_order_is_unknown_order(eng: EngineLike) -> None:
@@ -60,7 +60,20 @@ def test_cancel_of_another_accounts_order_is_unknown_order(eng: EngineLike) -> N
     before = book_state(eng.book(S))
     r = eng.execute(CancelOrder(S, "bob", order_id=oid(1)))
     assert r == Report(
-        S, 2, oid(1), "", "bob", OrderStatus.REJECTED, RejectCode.UNKNOWN_ORDER, 0, 0, 0, 0, (), ()
+        S,
+        2,
+        oid(1),
+        "",
+        "bob",
+        OrderStatus.REJECTED,
+        RejectCode.UNKNOWN_ORDER,
+        0,
+        0,
+        0,
+        0,
+        (),
+        (),
+        0,
     )
     r = eng.execute(CancelOrder(S, "bob", client_order_id="a1"))
     assert (r.seq, r.reject_code, r.client_order_id) == (3, RejectCode.UNKNOWN_ORDER, "a1")
@@ -96,7 +109,7 @@ def test_mass_cancel_cancels_all_of_the_account_in_ascending_id_order(eng: Engin
     _book_for_mass_cancel(eng)
     r = eng.execute(MassCancel(S, "alice"))
     assert r == Report(
-        S, 7, 0, "", "alice", CANCELED, OK, 0, 0, 0, 0, (), (oid(1), oid(2), oid(4), oid(5))
+        S, 7, 0, "", "alice", CANCELED, OK, 0, 0, 0, 0, (), (oid(1), oid(2), oid(4), oid(5)), 0
     )
     book = eng.book(S)
     assert [o.order_id for o in book.open_orders()] == [oid(6), oid(3)]
@@ -122,7 +135,7 @@ def test_mass_cancel_touches_neither_other_accounts_nor_other_symbols(eng: Engin
 def test_mass_cancel_with_nothing_to_cancel_is_accepted_and_empty(eng: EngineLike) -> None:
     eng.execute(buy(100, 1, "bob"))
     r = eng.execute(MassCancel(S, "alice"))
-    assert r == Report(S, 2, 0, "", "alice", CANCELED, OK, 0, 0, 0, 0, (), ())
+    assert r == Report(S, 2, 0, "", "alice", CANCELED, OK, 0, 0, 0, 0, (), (), 0)
     assert len(eng.book(S).open_orders()) == 1
 
 

@@ -23,6 +23,7 @@ NEW, PART, FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.F
 EXPIRED, REJECTED = OrderStatus.EXPIRED, OrderStatus.REJECTED
 OK = RejectCode.NONE
 IOC, FOK = TimeInForce.IOC, TimeInForce.FOK
+BUY, SELL = Side.BUY, Side.SELL
 
 
 def oid(seq: int) -> int:
@@ -31,7 +32,7 @@ def oid(seq: int) -> int:
 
 def test_limit_buy_rests_when_not_crossing(eng: EngineLike) -> None:
     r = eng.execute(buy(100, 5, "alice", client_order_id="a1"))
-    assert r == Report(S, 1, oid(1), "a1", "alice", NEW, OK, 100, 0, 5, 1, (), ())
+    assert r == Report(S, 1, oid(1), "a1", "alice", NEW, OK, 100, 0, 5, 1, (), (), BUY)
     book = eng.book(S)
     assert (book.best_bid(), book.best_ask()) == (100, None)
     assert book.open_orders() == [
@@ -42,7 +43,7 @@ def test_limit_buy_rests_when_not_crossing(eng: EngineLike) -> None:
 def test_limit_sell_rests_when_not_crossing(eng: EngineLike) -> None:
     eng.execute(buy(100, 5, "bob"))
     r = eng.execute(sell(101, 2, "alice"))
-    assert r == Report(S, 2, oid(2), "", "alice", NEW, OK, 101, 0, 2, 2, (), ())
+    assert r == Report(S, 2, oid(2), "", "alice", NEW, OK, 101, 0, 2, 2, (), (), SELL)
     assert (eng.book(S).best_bid(), eng.book(S).best_ask()) == (100, 101)
 
 
@@ -50,7 +51,7 @@ def test_limit_crossing_fills_at_maker_price_and_rests_remainder(eng: EngineLike
     eng.execute(sell(101, 3, "bob", client_order_id="b1"))
     r = eng.execute(buy(102, 5, "alice"))
     fill = Fill(oid(1), "bob", "b1", oid(2), 101, 3, 0, 3)
-    assert r == Report(S, 2, oid(2), "", "alice", PART, OK, 102, 3, 2, 2, (fill,), ())
+    assert r == Report(S, 2, oid(2), "", "alice", PART, OK, 102, 3, 2, 2, (fill,), (), BUY)
     book = eng.book(S)
     assert (book.best_bid(), book.best_ask()) == (102, None)
     assert book.quantity_at(Side.BUY, 102) == 2
@@ -73,6 +74,7 @@ def test_limit_filled_by_larger_maker_leaves_maker_partially_filled(eng: EngineL
         0,
         (Fill(oid(1), "bob", "", oid(2), 100, 4, 6, 4),),
         (),
+        SELL,
     )
     [maker] = eng.book(S).open_orders()
     assert (maker.cum_qty, maker.leaves_qty, maker.quantity, maker.priority) == (4, 6, 10, 1)
@@ -112,6 +114,7 @@ def test_market_buy_fills_what_book_offers_and_expires_rest(eng: EngineLike) -> 
             Fill(oid(2), "carol", "", oid(3), 105, 3, 0, 3),
         ),
         (),
+        BUY,
     )
     book = eng.book(S)
     assert book.open_orders() == [] and book.best_bid() is None and book.best_ask() is None
@@ -119,7 +122,7 @@ def test_market_buy_fills_what_book_offers_and_expires_rest(eng: EngineLike) -> 
 
 def test_market_order_on_empty_book_expires_and_never_rests(eng: EngineLike) -> None:
     r = eng.execute(market(Side.SELL, 4, "alice"))
-    assert r == Report(S, 1, oid(1), "", "alice", EXPIRED, OK, 0, 0, 0, 0, (), ())
+    assert r == Report(S, 1, oid(1), "", "alice", EXPIRED, OK, 0, 0, 0, 0, (), (), SELL)
     assert eng.book(S).open_orders() == []
 
 
@@ -141,7 +144,7 @@ def test_ioc_fills_what_it_can_and_expires_remainder(eng: EngineLike) -> None:
 def test_ioc_that_does_not_cross_expires_without_resting(eng: EngineLike) -> None:
     eng.execute(sell(101, 2, "bob"))
     r = eng.execute(buy(100, 5, "alice", time_in_force=IOC))
-    assert r == Report(S, 2, oid(2), "", "alice", EXPIRED, OK, 100, 0, 0, 0, (), ())
+    assert r == Report(S, 2, oid(2), "", "alice", EXPIRED, OK, 100, 0, 0, 0, (), (), BUY)
     assert eng.book(S).best_bid() is None
 
 
@@ -165,7 +168,7 @@ def test_fok_not_fillable_does_nothing(eng: EngineLike) -> None:
     before = book_state(eng.book(S))
     r = eng.execute(buy(101, 6, "alice", time_in_force=FOK, client_order_id="f"))
     assert r == Report(
-        S, 3, 0, "f", "alice", REJECTED, RejectCode.FOK_NOT_FILLABLE, 101, 0, 0, 0, (), ()
+        S, 3, 0, "f", "alice", REJECTED, RejectCode.FOK_NOT_FILLABLE, 101, 0, 0, 0, (), (), BUY
     )
     assert book_state(eng.book(S)) == before
 
@@ -208,6 +211,7 @@ def test_fok_expire_maker_does_not_count_own_orders(eng: EngineLike) -> None:
         0,
         (Fill(oid(2), "bob", "", oid(4), 101, 3, 0, 3),),
         (oid(1),),
+        BUY,
     )
     assert eng.book(S).open_orders() == []
 
@@ -250,7 +254,20 @@ def test_post_only_rejected_when_it_would_take(eng: EngineLike, side: Side, pric
     order = (buy if side == Side.BUY else sell)(price, 1, "alice", post_only=True)
     r = eng.execute(order)
     assert r == Report(
-        S, 3, 0, "", "alice", REJECTED, RejectCode.POST_ONLY_WOULD_TAKE, price, 0, 0, 0, (), ()
+        S,
+        3,
+        0,
+        "",
+        "alice",
+        REJECTED,
+        RejectCode.POST_ONLY_WOULD_TAKE,
+        price,
+        0,
+        0,
+        0,
+        (),
+        (),
+        side,
     )
     assert book_state(eng.book(S)) == before
 
@@ -279,7 +296,20 @@ def test_post_only_not_allowed_unless_limit_gtc(
         buy(price, 1, "alice", order_type=order_type, time_in_force=tif, post_only=True)
     )
     assert r == Report(
-        S, 1, 0, "", "alice", REJECTED, RejectCode.POST_ONLY_NOT_ALLOWED, price, 0, 0, 0, (), ()
+        S,
+        1,
+        0,
+        "",
+        "alice",
+        REJECTED,
+        RejectCode.POST_ONLY_NOT_ALLOWED,
+        price,
+        0,
+        0,
+        0,
+        (),
+        (),
+        BUY,
     )
     assert eng.book(S).open_orders() == []
 

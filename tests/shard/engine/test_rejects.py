@@ -17,6 +17,7 @@ from shard.engine.types import (
     CancelOrder,
     Command,
     MassCancel,
+    OpenOrder,
     OrderStatus,
     OrderType,
     PlaceOrder,
@@ -260,8 +261,9 @@ PRECEDENCE: dict[str, Case] = {
 }
 
 
-def expected_reject(cmd: Command, seq: int, code: RejectCode) -> Report:
-    """The shape every rejection has: echoed ids and account, zeros, empty tuples."""
+def expected_reject(cmd: Command, seq: int, code: RejectCode, side: int = 0) -> Report:
+    """The shape every rejection has: echoed ids and account, zeros, empty tuples; the side
+    is a PlaceOrder's own, else ``side`` (the addressed order's side if it was found)."""
     order_id_ = cmd.order_id if isinstance(cmd, CancelOrder | AmendOrder) else 0
     coid = cmd.client_order_id if isinstance(cmd, PlaceOrder | CancelOrder | AmendOrder) else ""
     account = "" if isinstance(cmd, SetSymbolStatus) else cmd.account
@@ -280,7 +282,25 @@ def expected_reject(cmd: Command, seq: int, code: RejectCode) -> Report:
         0,
         (),
         (),
+        cmd.side if isinstance(cmd, PlaceOrder) else side,
     )
+
+
+def _found_side(eng: EngineLike, cmd: Command, code: RejectCode) -> int:
+    """The side of the order a rejected cancel or amend found (0 if none was found)."""
+    not_found = {C.INVALID_ACCOUNT, C.MISSING_ORDER_REFERENCE, C.SYMBOL_HALTED, C.UNKNOWN_ORDER}
+    if not isinstance(cmd, CancelOrder | AmendOrder) or code in not_found:
+        return 0
+    orders: list[OpenOrder] = eng.book(cmd.symbol).open_orders()
+    [order] = [
+        o
+        for o in orders
+        if o.account == cmd.account
+        and (
+            o.order_id == cmd.order_id if cmd.order_id else o.client_order_id == cmd.client_order_id
+        )
+    ]
+    return order.side
 
 
 def _run_case(eng: EngineLike, case: Case) -> None:
@@ -288,8 +308,9 @@ def _run_case(eng: EngineLike, case: Case) -> None:
         assert eng.execute(cmd).status != OrderStatus.REJECTED, f"setup {cmd} rejected"
     before = {s.symbol: book_state(eng.book(s.symbol)) for s in DEFAULT_SYMBOLS}
     seqs = {s.symbol: eng.book(s.symbol).last_seq for s in DEFAULT_SYMBOLS}
+    side = _found_side(eng, case.cmd, case.code)
     r = eng.execute(case.cmd)
-    assert r == expected_reject(case.cmd, seqs[case.cmd.symbol] + 1, case.code)
+    assert r == expected_reject(case.cmd, seqs[case.cmd.symbol] + 1, case.code, side)
     assert {s.symbol: book_state(eng.book(s.symbol)) for s in DEFAULT_SYMBOLS} == before
     seqs[case.cmd.symbol] += 1
     assert {s.symbol: eng.book(s.symbol).last_seq for s in DEFAULT_SYMBOLS} == seqs

@@ -48,6 +48,7 @@ def test_stp_none_trades_with_itself(eng: EngineLike) -> None:
         0,
         (Fill(oid(1), "alice", "m", oid(2), 100, 5, 0, 5),),
         (),
+        Side.BUY,
     )
 
 
@@ -74,6 +75,7 @@ def test_expire_taker_stops_at_own_maker_and_expires_taker(eng: EngineLike) -> N
         0,
         (Fill(oid(1), "bob", "", oid(4), 100, 1, 0, 1),),
         (),
+        Side.BUY,
     )
     book = eng.book(S)
     assert [(o.order_id, o.leaves_qty) for o in book.open_orders()] == [(oid(2), 2), (oid(3), 3)]
@@ -100,6 +102,7 @@ def test_expire_maker_removes_own_makers_and_continues(eng: EngineLike) -> None:
             Fill(oid(3), "bob", "", oid(4), 100, 3, 0, 3),
         ),
         (oid(2),),
+        Side.BUY,
     )
     book = eng.book(S)
     assert book.best_ask() is None
@@ -130,6 +133,7 @@ def test_expire_both_removes_own_maker_and_expires_taker(eng: EngineLike) -> Non
         0,
         (Fill(oid(1), "bob", "", oid(4), 100, 1, 0, 1),),
         (oid(2),),
+        Side.BUY,
     )
     assert [o.order_id for o in eng.book(S).open_orders()] == [oid(3)]
 
@@ -137,7 +141,9 @@ def test_expire_both_removes_own_maker_and_expires_taker(eng: EngineLike) -> Non
 def test_expire_taker_on_first_maker_expires_with_nothing_filled(eng: EngineLike) -> None:
     eng.execute(buy(100, 4, "alice"))
     r = eng.execute(market(Side.SELL, 4, "alice", stp=StpMode.EXPIRE_TAKER))
-    assert r == Report(S, 2, oid(2), "", "alice", OrderStatus.EXPIRED, STP, 0, 0, 0, 0, (), ())
+    assert r == Report(
+        S, 2, oid(2), "", "alice", OrderStatus.EXPIRED, STP, 0, 0, 0, 0, (), (), Side.SELL
+    )
     assert eng.book(S).quantity_at(Side.BUY, 100) == 4
 
 
@@ -214,5 +220,6 @@ def test_amend_through_the_spread_applies_the_orders_own_stp_mode(eng: EngineLik
         0,
         (Fill(oid(2), "bob", "", oid(1), 100, 2, 0, 2),),
         (oid(3),),
+        Side.BUY,
     )
     assert [o.order_id for o in eng.book(S).open_orders()] == [oid(4)]

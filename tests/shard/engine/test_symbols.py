@@ -34,7 +34,7 @@ def oid(seq: int) -> int:
 
 def test_set_symbol_status_report(eng: EngineLike) -> None:
     r = eng.execute(SetSymbolStatus(S, HALTED))
-    assert r == Report(S, 1, 0, "", "", OrderStatus.NEW, RejectCode.NONE, 0, 0, 0, 0, (), ())
+    assert r == Report(S, 1, 0, "", "", OrderStatus.NEW, RejectCode.NONE, 0, 0, 0, 0, (), (), 0)
     r = eng.execute(SetSymbolStatus(S, HALTED))  # idempotent, still sequenced
     assert (r.seq, r.status, r.reject_code) == (2, OrderStatus.NEW, RejectCode.NONE)
 
@@ -97,6 +97,7 @@ UNKNOWN_CMDS: list[tuple[Command, Report]] = [
             0,
             (),
             (),
+            Side.BUY,
         ),
     ),
     (
@@ -115,6 +116,7 @@ UNKNOWN_CMDS: list[tuple[Command, Report]] = [
             0,
             (),
             (),
+            0,
         ),
     ),
     (
@@ -133,18 +135,32 @@ UNKNOWN_CMDS: list[tuple[Command, Report]] = [
             0,
             (),
             (),
+            0,
         ),
     ),
     (
         MassCancel(U, "bob", Side.SELL),
         Report(
-            U, 0, 0, "", "bob", OrderStatus.REJECTED, RejectCode.UNKNOWN_SYMBOL, 0, 0, 0, 0, (), ()
+            U,
+            0,
+            0,
+            "",
+            "bob",
+            OrderStatus.REJECTED,
+            RejectCode.UNKNOWN_SYMBOL,
+            0,
+            0,
+            0,
+            0,
+            (),
+            (),
+            0,
         ),
     ),
     (
         SetSymbolStatus(U, HALTED),
         Report(
-            U, 0, 0, "", "", OrderStatus.REJECTED, RejectCode.UNKNOWN_SYMBOL, 0, 0, 0, 0, (), ()
+            U, 0, 0, "", "", OrderStatus.REJECTED, RejectCode.UNKNOWN_SYMBOL, 0, 0, 0, 0, (), (), 0
         ),
     ),
 ]
