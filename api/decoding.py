@@ -4,8 +4,9 @@ gRPC parses a request with the handler's deserializer before the handler runs; w
 raises, grpc.aio answers UNKNOWN with the exception's name and text. ``DecodeGuard`` wraps
 every handler so that the deserializer returns a marker instead of raising: a unary request
 that does not parse fails the call with INVALID_ARGUMENT before the handler runs, and a
-streamed one ends the request stream with ``UnparseableRequest``, which the stream handlers
-turn into INVALID_ARGUMENT (shard/streams.py, router/streams.py).
+streamed one ends the request stream with ``UnparseableRequest``, which our stream handlers
+turn into INVALID_ARGUMENT (shard/streams.py, router/streams.py) and which this module turns
+into INVALID_ARGUMENT for handlers that let it escape (server reflection).
 """
 
 from __future__ import annotations
@@ -90,15 +91,24 @@ def _streamed(behavior: Callable[..., Any], what: str) -> Callable[..., Any]:
                 raise UnparseableRequest(what)
             yield request
 
+    # Our stream handlers read requests in a task of their own and turn its error into
+    # INVALID_ARGUMENT themselves; a handler that lets it escape (server reflection) gets
+    # the same status here.
     if inspect.isasyncgenfunction(behavior):
 
         async def generator(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async for response in behavior(checked(requests), context):
-                yield response
+            try:
+                async for response in behavior(checked(requests), context):
+                    yield response
+            except UnparseableRequest:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, what)
 
         return generator
 
     async def call(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return await behavior(checked(requests), context)
+        try:
+            return await behavior(checked(requests), context)
+        except UnparseableRequest:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, what)
 
     return call

@@ -257,7 +257,7 @@ def validate_command(
 ) -> list[Violation]:
     """One OrderCommand or ShardCommand: exactly one kind set, and that kind well-formed."""
     kind = cmd.WhichOneof("command")
-    p = prefix + _KIND_PREFIX[kind] if kind in _KIND_PREFIX else ""
+    p = (prefix + _KIND_PREFIX[kind]) if kind in _KIND_PREFIX else ""
     if kind == "place_order":
         out = validate_place_order(cmd.place_order, p, strict=strict)
     elif kind == "cancel_order":

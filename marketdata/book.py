@@ -38,6 +38,33 @@ def add_levels(
         level.order_count = count
 
 
+def snapshot_update(
+    symbol: str, seq: int, bids: Levels, asks: Levels, status: int, as_of_unix_nanos: int
+) -> market_data_pb2.MarketDataUpdate:
+    """A snapshot update of ``bids`` and ``asks`` (best first), built in place."""
+    update = market_data_pb2.MarketDataUpdate(symbol=symbol, seq=seq)
+    snapshot = update.snapshot
+    snapshot.SetInParent()  # an empty book at seq 0 is still a snapshot
+    add_levels(snapshot.bids, bids)
+    add_levels(snapshot.asks, asks)
+    snapshot.symbol_status = status  # type: ignore[assignment]
+    snapshot.as_of_unix_nanos = as_of_unix_nanos
+    return update
+
+
+def delta_update(
+    symbol: str, seq: int, prev_seq: int, old: tuple[Levels, Levels], new: tuple[Levels, Levels]
+) -> market_data_pb2.MarketDataUpdate:
+    """The delta that turns the (bids, asks) ``old`` at ``prev_seq`` into ``new`` at ``seq``."""
+    update = market_data_pb2.MarketDataUpdate(symbol=symbol, seq=seq)
+    delta = update.delta
+    delta.SetInParent()  # a delta that changes no level still chains
+    delta.prev_seq = prev_seq
+    add_levels(delta.bids, diff_side(old[0], new[0]))
+    add_levels(delta.asks, diff_side(old[1], new[1]))
+    return update
+
+
 class GapError(Exception):
     """A delta does not follow the book held (prev_seq != seq): re-snapshot."""
 

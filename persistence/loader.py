@@ -14,6 +14,7 @@ async def load_symbol(conn: psycopg.AsyncConnection, symbol: str, epoch: int) ->
     """Reference data, last sequence and resting orders in priority order, in one snapshot."""
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await conn.execute("SET LOCAL statement_timeout = 0")  # a deep book takes its time
         spec = await load_symbol_row(conn, symbol)
         cur = await conn.execute(
             "SELECT coalesce(max(seq), 0) FROM journal WHERE symbol = %s", (symbol,)

@@ -27,9 +27,11 @@ class StoredPlacement(NamedTuple):
     fills: list[tuple[int, str, int, int, int]]  # maker id, maker account, price, qty, index
 
 
+# The placement as it was sent and answered: its journal row (the order row may have been
+# amended since: a retry is compared with what was placed).
 _PLACEMENTS = (
-    "SELECT o.account, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,"
-    " o.price, o.quantity, o.post_only, o.stp, o.order_id, j.seq, j.status, j.reject_code,"
+    "SELECT o.account, o.client_order_id, o.symbol, j.side, j.order_type, j.time_in_force,"
+    " j.price, j.quantity, j.post_only, j.stp, o.order_id, j.seq, j.status, j.reject_code,"
     " j.cum_qty, j.leaves_qty"
     " FROM {keys} AS k(account, client_order_id)"
     " JOIN orders o USING (account, client_order_id)"

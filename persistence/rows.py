@@ -1,7 +1,7 @@
 """Row types the writer persists and the loaders return: persistence's own vocabulary.
 
 The shard converts engine reports into these (persistence imports neither shard nor router).
-Column orders here are the COPY column lists in writer.py.
+Column orders here are the COPY column lists in copy_text.py.
 """
 
 from __future__ import annotations

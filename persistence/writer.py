@@ -58,24 +58,44 @@ _APPLY_UPDATES = (
 )
 
 
+# A batch's transaction holds FOR SHARE locks on symbol_owner while it waits for the batch
+# before it to commit. If this process froze meanwhile (SIGSTOP, a stall) with the session
+# alive, a new owner's epoch claim would wait on those locks for as long: Postgres ends such
+# a session after IDLE_IN_TRANSACTION (a healthy wait is one commit, well under a second),
+# and any statement after STATEMENT_TIMEOUT (the recovery loader lifts it for itself).
+IDLE_IN_TRANSACTION = "2s"
+STATEMENT_TIMEOUT = "10s"
+
+
 async def configure_connection(conn: psycopg.AsyncConnection) -> None:
-    """Pool hook: durable commits, key lookups only.
+    """Pool hook: durable commits, key lookups only, bounded lock holding.
 
     Pooled connections stay in autocommit: work that must be atomic (a batch, a recovery
     snapshot) opens an explicit ``conn.transaction()``; single statements (an epoch claim,
     a lookup) commit by themselves, and nothing is left open when a connection goes back.
 
+    READ COMMITTED is pinned, whatever the server's default: a batch's UPDATE must see the
+    rows the batch before it committed while this transaction was already open.
+
     Every statement a shard runs finds rows by key (orders by id or client order id, a
     symbol's resting orders, journal rows by (symbol, seq)), so its connections forbid
-    sequential scans, hash joins and merge joins: for a batch of a few thousand keys the
-    planner would otherwise pick a scan of the whole ``orders`` table, whose cost grows with
-    the table (measured: 332 sequential scans reading 6M rows in one 8 s run, and Postgres
-    time per order 27-37 us; with these settings 0 scans and 16-20 us, docs/benchmarks.md).
+    sequential scans, hash joins and merge joins: for a batch of a few hundred or thousand
+    keys the planner would otherwise pick a scan of the whole ``orders`` table, whose cost
+    grows with the table (measured: 332 sequential scans reading 6M rows in one 8 s run, and
+    Postgres time per order 27-37 us; with these settings 0 scans and 16-20 us, decision 0011).
     """
     await conn.set_autocommit(True)
-    await conn.execute("SET synchronous_commit = on")
-    for planner_setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
-        await conn.execute(f"SET {planner_setting} = off")
+    settings = {
+        "synchronous_commit": "on",
+        "default_transaction_isolation": "read committed",
+        "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION,
+        "statement_timeout": STATEMENT_TIMEOUT,
+        "enable_seqscan": "off",
+        "enable_hashjoin": "off",
+        "enable_mergejoin": "off",
+    }
+    for name, value in settings.items():
+        await conn.execute(f"SET {name} = '{value}'")
 
 
 class BatchWriter:
@@ -103,6 +123,8 @@ class BatchCommit:
         """Make the batch durable or raise (FencedError, or PersistenceError if retriable).
 
         Call only once every batch started before this one has committed."""
+        if self._go.done() and not self._go.result():
+            raise PersistenceError("batch commit called after abort; nothing was written")
         if not self._go.done():
             self._go.set_result(True)
         await self._task
@@ -125,10 +147,10 @@ class BatchCommit:
                 failpoints.hit("before_commit")
             if self._go.result():
                 failpoints.hit("after_commit")
-        except FencedError:
+        except PersistenceError:  # fenced, a failpoint, a lost update
             raise
-        except (psycopg.Error, OSError, TimeoutError) as exc:
-            raise PersistenceError(f"batch commit failed: {exc}") from exc
+        except Exception as exc:  # driver, network, or a row that would not encode
+            raise PersistenceError(f"batch commit failed: {type(exc).__name__}: {exc}") from exc
 
 
 async def _check_fence(conn: psycopg.AsyncConnection, epochs: dict[str, int]) -> None:
@@ -164,6 +186,11 @@ async def _update_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
     async with conn.cursor() as cur:
         if batch.updates:
             await cur.execute(_APPLY_UPDATES, array_literals(batch.updates.values()))
+            if cur.rowcount != len(batch.updates):  # an order not (yet) visible: never commit
+                raise PersistenceError(
+                    f"batch commit failed: {len(batch.updates) - cur.rowcount} of"
+                    f" {len(batch.updates)} order updates found no row"
+                )
         for symbol, status in batch.symbol_status.items():
             await cur.execute("UPDATE symbols SET status = %s WHERE symbol = %s", (status, symbol))
 

@@ -156,24 +156,24 @@ class SymbolFeed:
         for update in message.updates:
             kind = update.WhichOneof("update")
             if kind == "delta":
-                if update.seq <= book.seq:
-                    continue  # already in the snapshot
+                if not chained or update.seq <= book.seq:
+                    continue  # the coming snapshot / the one held already covers it
                 try:
                     book.apply_delta(update.seq, update.delta)
                 except GapError:
                     log.info("%s: gap (delta %d->%d at seq %d); re-snapshotting", self.symbol,
                              update.delta.prev_seq, update.seq, book.seq)  # fmt: skip
                     chained = False
-                    break
+                    continue
                 for group, updates in out.items():
                     updates.append(group.delta(update, book))
             elif kind == "trades" and update.seq > self._trade_seq:
+                # Trades are not book state: they go out even when the book re-snapshots.
                 self._trade_seq = update.seq
                 for updates in out.values():
                     updates.append(update)
             elif kind == "status" and update.status.state == MD.FEED_STATE_RESNAPSHOT:
                 chained = False
-                break
         for group, updates in out.items():
             if updates:
                 group.push(updates)

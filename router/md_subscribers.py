@@ -16,7 +16,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from marketdata.book import L2Book, add_levels, diff_side
+from marketdata.book import L2Book, delta_update, snapshot_update
 from matching.v1 import market_data_pb2
 
 MD = market_data_pb2
@@ -108,31 +108,23 @@ class DepthGroup:
     ) -> market_data_pb2.MarketDataUpdate:
         """The group's snapshot of ``book`` (and the view its next deltas start from)."""
         self._bids, self._asks = top(book, self.depth)
-        update = MD.MarketDataUpdate(symbol=self.symbol, seq=book.seq)
-        snapshot = update.snapshot
-        snapshot.SetInParent()  # an empty book at seq 0 is still a snapshot
-        add_levels(snapshot.bids, self._bids)
-        add_levels(snapshot.asks, self._asks)
-        snapshot.symbol_status = meta.symbol_status
-        snapshot.as_of_unix_nanos = meta.as_of_unix_nanos
-        return update
+        return snapshot_update(
+            self.symbol, book.seq, self._bids, self._asks, meta.symbol_status,
+            meta.as_of_unix_nanos,
+        )  # fmt: skip
 
     def delta(
         self, update: market_data_pb2.MarketDataUpdate, book: L2Book
     ) -> market_data_pb2.MarketDataUpdate:
-        """The group's form of a published delta that ``book`` has just applied."""
+        """The group's form of a published delta that ``book`` has just applied (possibly
+        with no levels: every delta goes out, so that prev_seq always chains)."""
         if self.full:
             return update  # the published view is this group's view
-        bids, asks = top(book, self.depth)
-        old_bids, old_asks = self._bids, self._asks
-        self._bids, self._asks = bids, asks
-        trimmed = MD.MarketDataUpdate(symbol=self.symbol, seq=update.seq)
-        delta = trimmed.delta
-        delta.SetInParent()  # a delta that changes none of this group's levels still chains
-        delta.prev_seq = update.delta.prev_seq
-        add_levels(delta.bids, diff_side(old_bids, bids))
-        add_levels(delta.asks, diff_side(old_asks, asks))
-        return trimmed
+        old = (self._bids, self._asks)
+        self._bids, self._asks = top(book, self.depth)
+        return delta_update(
+            self.symbol, update.seq, update.delta.prev_seq, old, (self._bids, self._asks)
+        )
 
     def push(self, updates: list[market_data_pb2.MarketDataUpdate]) -> None:
         """To every member; a member that takes no more (overflowed) leaves the group."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -84,6 +85,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     async def _execute_one(
         self, command: orders_pb2.OrderCommand, context: Context
     ) -> orders_pb2.CommandResult:
+        _bound_by_call_deadline(command, context)
         answer = gateway_pb2.SubmitBatchResponse()
         await execute_commands(self._pipeline, [command], answer.results)
         (result,) = answer.results
@@ -198,6 +200,16 @@ def book_response(view: BookView, depth: int) -> gateway_pb2.GetOrderBookRespons
     return gateway_pb2.GetOrderBookResponse(
         symbol=view.symbol, seq=view.seq, book=book, source=market_data_pb2.BOOK_SOURCE_SHARD
     )
+
+
+def _bound_by_call_deadline(command: orders_pb2.OrderCommand, context: Context) -> None:
+    """A unary call's command is not executed past the call's deadline (orders.proto)."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return
+    deadline = time.time_ns() + int(remaining * 1e9)
+    own = command.deadline_unix_nanos
+    command.deadline_unix_nanos = min(own, deadline) if own > 0 else deadline
 
 
 async def _abort_if(violations: list[Violation], context: Context) -> None:

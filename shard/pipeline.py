@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace import Link, SpanContext, StatusCode
 
 from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
@@ -272,11 +272,13 @@ class Pipeline:
                 if batch.commit is not None:
                     await batch.commit.commit()
             except PersistenceError as exc:
+                if batch.span is not None:  # ended with the others the failure takes down
+                    batch.span.record_exception(exc)
+                    batch.span.set_status(StatusCode.ERROR, str(exc))
                 await self._recover(exc)
                 continue
-            finally:
-                if batch.span is not None:
-                    batch.span.end()
+            if batch.span is not None:
+                batch.span.end()
             self._pending.popleft()
             self._slots.release()
             self._release(batch)
@@ -344,11 +346,11 @@ class Pipeline:
 
 
 async def _abort(batches: list[_Batch]) -> None:
-    """Roll back the transactions of batches that will never commit."""
+    """Roll back the transactions of batches that will never commit; end their spans."""
     commits = [b.commit for b in batches if b.commit is not None]
     await asyncio.gather(*(c.abort() for c in commits))
     for batch in batches:
-        if batch.span is not None and batch.span.is_recording():
+        if batch.span is not None:
             batch.span.end()
 
 

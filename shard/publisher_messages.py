@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from marketdata.book import add_levels, diff_side
+from marketdata.book import delta_update as book_delta
+from marketdata.book import snapshot_update as book_snapshot
 from matching.v1 import gateway_pb2, market_data_pb2, types_pb2
 from shard.engine import Fill
 from shard.pipeline import BookView
@@ -35,25 +36,14 @@ class Encoded(NamedTuple):
 
 
 def snapshot_update(view: BookView, depth: int, as_of: int) -> market_data_pb2.MarketDataUpdate:
-    update = market_data_pb2.MarketDataUpdate(symbol=view.symbol, seq=view.seq)
-    snapshot = update.snapshot
-    snapshot.SetInParent()  # an empty book at seq 0 is still a snapshot
-    add_levels(snapshot.bids, view.bids[:depth])
-    add_levels(snapshot.asks, view.asks[:depth])
-    snapshot.symbol_status = _HALTED if view.halted else _TRADING
-    snapshot.as_of_unix_nanos = as_of
-    return update
+    status = _HALTED if view.halted else _TRADING
+    return book_snapshot(view.symbol, view.seq, view.bids[:depth], view.asks[:depth], status, as_of)
 
 
 def delta_update(old: BookView, new: BookView, depth: int) -> market_data_pb2.MarketDataUpdate:
     """What turns the top ``depth`` levels of ``old`` into those of ``new``; prev_seq chains."""
-    update = market_data_pb2.MarketDataUpdate(symbol=new.symbol, seq=new.seq)
-    delta = update.delta
-    delta.SetInParent()  # a delta from seq 0 that changes no level is still a delta
-    delta.prev_seq = old.seq
-    add_levels(delta.bids, diff_side(old.bids[:depth], new.bids[:depth]))
-    add_levels(delta.asks, diff_side(old.asks[:depth], new.asks[:depth]))
-    return update
+    before = (old.bids[:depth], old.asks[:depth])
+    return book_delta(new.symbol, new.seq, old.seq, before, (new.bids[:depth], new.asks[:depth]))
 
 
 def trades_update(symbol: str, batch: TradeBatch) -> market_data_pb2.MarketDataUpdate:
@@ -97,8 +87,9 @@ def encode(
     updates = [trades_update(view.symbol, batch) for batch in trades]
     book = snapshot_update(view, depth, as_of).SerializeToString()
     entry = _response(updates) if updates else None
-    if restart or published is None:
-        channel = [resnapshot_update(view.symbol, view.seq, restart or "no published state")]
+    if restart or published is None:  # the round's trades still go out, after the marker
+        reason = restart or "no published state"
+        channel = [resnapshot_update(view.symbol, view.seq, reason), *updates]
     elif view.seq != published.seq:
         channel = [delta_update(published, view, depth), *updates]
     else:

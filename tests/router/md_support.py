@@ -114,8 +114,11 @@ class FormatPublisher:
         state.seq += 1
         await self.resnapshot(symbol)
 
-    async def resnapshot(self, symbol: str) -> None:
-        """A fresh snapshot and a RESNAPSHOT on the channel (after an outage, a move)."""
+    async def resnapshot(
+        self, symbol: str, trades: Sequence[market_data_pb2.MarketDataUpdate] = ()
+    ) -> None:
+        """A fresh snapshot and a RESNAPSHOT on the channel (after an outage, a move), then
+        the round's ``trades`` in the same message, as the shards publish them."""
         state = self.symbols[symbol]
         state.view = self._view(state)
         status = MD.MarketDataUpdate(
@@ -123,9 +126,10 @@ class FormatPublisher:
             seq=state.seq,
             status=MD.FeedStatus(state=MD.FEED_STATE_RESNAPSHOT, reason="publisher restart"),
         )
+        self.trades.setdefault(symbol, []).extend(trades)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.set(book_key(symbol), self.snapshot(symbol).SerializeToString())
-            pipe.spublish(updates_channel(symbol), _message([status]))
+            pipe.spublish(updates_channel(symbol), _message([status, *trades]))
             await pipe.execute()
 
     async def heartbeat(self, symbol: str, age: float = 0.0) -> None:

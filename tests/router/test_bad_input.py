@@ -169,11 +169,15 @@ async def test_unparseable_bytes_same_status(stubs: Any, junk: bytes) -> None:
     assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
 
 
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
 @pytest.mark.parametrize("junk", list(JUNK.values()), ids=list(JUNK))
 async def test_unparseable_bytes_on_every_kind_of_rpc_are_invalid_argument(
     stubs: Any, junk: bytes
 ) -> None:
-    """Unary, server-streaming and bidi calls alike, on the shard and on the router."""
+    """Unary, server-streaming and bidi calls alike (server reflection's too), on the shard
+    and on the router."""
     *_, ports = stubs
     for port in ports:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -181,9 +185,10 @@ async def test_unparseable_bytes_on_every_kind_of_rpc_are_invalid_argument(
                 channel.unary_unary(GATEWAY + "GetOrderBook")(junk, timeout=TIMEOUT),
                 channel.unary_stream(GATEWAY + "StreamMarketData")(junk, timeout=TIMEOUT),
             ]
-            trade_call: Any = channel.stream_stream(GATEWAY + "Trade")(timeout=TIMEOUT)
-            await trade_call.write(junk)
-            calls.append(trade_call)
+            for method in (GATEWAY + "Trade", REFLECTION):
+                stream_call: Any = channel.stream_stream(method)(timeout=TIMEOUT)
+                await stream_call.write(junk)
+                calls.append(stream_call)
             for call in calls:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await (call.read() if hasattr(call, "read") else call)

@@ -282,7 +282,10 @@ async def test_a_gap_forces_resnapshot_then_snapshot(
             lost = await publisher.batch(A, [("b", 52, 5, 1)], publish=False)  # message lost
             last = await publisher.batch(A, [("a", 1051, 7, 2)], [[(1050, 3)]])
             assert await wait_until(lambda: reader.matches(publisher, A))
-            assert reader.kinds(A) == ["snapshot", "delta", "FEED_STATE_RESNAPSHOT", "snapshot"]
+            # The trades of the message that showed the gap still go out, then the snapshot.
+            assert reader.kinds(A) == [
+                "snapshot", "delta", "trades", "FEED_STATE_RESNAPSHOT", "snapshot"
+            ]  # fmt: skip
             resnapshot, snapshot = reader.updates[-2:]
             assert resnapshot.seq == 2 and snapshot.seq == last > lost
             assert not reader.gaps
@@ -305,6 +308,15 @@ async def test_a_resnapshot_on_the_channel_is_forwarded_with_the_fresh_snapshot(
             assert await wait_until(lambda: reader.matches(publisher, A))
             assert reader.kinds(A) == ["snapshot", "FEED_STATE_RESNAPSHOT", "snapshot"]
             assert [lv.price for lv in reader.updates[-1].snapshot.bids] == [60, 59]
+            # A RESNAPSHOT round that also had trades: the trades still reach the reader.
+            publisher.symbols[A].seq += 1  # a command that traded, the top levels unchanged
+            trade = MD.MarketDataUpdate(
+                symbol=A, seq=publisher.symbols[A].seq, trades=MD.PublicTrades(
+                    trades=[MD.PublicTrade(price=60, quantity=1, taker_side=2)]
+                ),
+            )  # fmt: skip
+            await publisher.resnapshot(A, [trade])
+            assert await wait_until(lambda: reader.trades(A) == [trade])
         finally:
             await reader.close()
 

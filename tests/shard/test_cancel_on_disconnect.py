@@ -106,3 +106,29 @@ async def test_execute_unsubscribe_stops_reports_and_cancel(pg_dsn: str) -> None
             call.cancel()  # a broken stream: but "maker" was unsubscribed, so nothing cancels
         await asyncio.sleep(0.3)
         assert resting_count(pg_dsn, "maker") == 1
+
+
+async def test_an_execute_stream_that_ends_cleanly_still_cancels_subscribed_accounts(
+    pg_dsn: str,
+) -> None:
+    """shard.proto: an Execute stream that ends without first unsubscribing the account
+    cancels its orders, even a clean half-close (a killed router can look like one)."""
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        sub = shard_pb2.AccountSubscription(account="subscribed", cancel_on_disconnect=True)
+        placed = shard_pb2.ShardCommand(
+            correlation_id=1, place_order=place("BTC-USDT", "subscribed", 1, 1, 100)
+        )
+        done = asyncio.Event()
+
+        async def stream() -> AsyncIterator[shard_pb2.ExecuteRequest]:
+            yield shard_pb2.ExecuteRequest(subscribe=[sub], batch_id=1, commands=[placed])
+            await done.wait()
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
+            call = shard_pb2_grpc.ShardServiceStub(channel).Execute(stream())
+            assert (await call.read()).results[0].report.order_id
+            assert resting_count(pg_dsn, "subscribed") == 1
+            done.set()  # half-close after the answer: clean
+            assert await call.read() == grpc.aio.EOF
+        await until_resting(pg_dsn, "subscribed", 0)

@@ -114,3 +114,27 @@ def test_the_deadline_is_judged_when_the_batch_is_matched() -> None:
     )
     assert isinstance(on_time, Report) and isinstance(no_deadline, Report)
     assert [j.client_order_id for j in rows.journal] == ["c1", "c2"]  # the late one left no trace
+
+
+class _CallWithDeadline:
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+def test_a_unary_calls_deadline_bounds_its_command() -> None:
+    from shard.gateway import _bound_by_call_deadline
+
+    no_deadline = orders_pb2.OrderCommand(place_order=place("BTC-USDT", "a", 1, 1, 100))
+    _bound_by_call_deadline(no_deadline, _CallWithDeadline(None))
+    assert no_deadline.deadline_unix_nanos == 0
+    before = time.time_ns()
+    bounded = orders_pb2.OrderCommand(place_order=place("BTC-USDT", "a", 1, 1, 100))
+    _bound_by_call_deadline(bounded, _CallWithDeadline(2.0))
+    assert before + 1_900_000_000 < bounded.deadline_unix_nanos < time.time_ns() + 2_000_000_000
+    own = before + 1_000  # the command's own, earlier deadline wins
+    earlier = orders_pb2.OrderCommand(deadline_unix_nanos=own, place_order=bounded.place_order)
+    _bound_by_call_deadline(earlier, _CallWithDeadline(2.0))
+    assert earlier.deadline_unix_nanos == own

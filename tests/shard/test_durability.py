@@ -107,6 +107,27 @@ async def test_idempotent_retries_across_a_restart(db: str) -> None:
     assert count == 1 and journal == 1
 
 
+async def test_a_retry_of_an_amended_order_replays_what_was_placed(db: str) -> None:
+    """The stored placement is the one sent, not the order as amended since: after a
+    restart (nothing in memory) the original content still replays."""
+    order = place(BTC, "alice", 2, 5, 100, cloid="c-amended")
+    async with running_node(config(db)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            first = (await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=order))).report
+            amend = orders_pb2.AmendOrder(
+                symbol=BTC, account="alice", order_id=first.order_id, new_price=120, new_quantity=7
+            )
+            amended = (await stub.AmendOrder(gateway_pb2.AmendOrderRequest(amend=amend))).report
+    assert (amended.price, amended.leaves_qty) == (120, 7)
+    async with running_node(config(db)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            late = (await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=order))).report
+    assert late.replayed and late.order_id == first.order_id and late.seq == first.seq
+    assert (late.price, late.side) == (100, types_pb2.SIDE_SELL)  # as placed
+
+
 async def test_failed_commit_is_never_acknowledged_and_the_shard_recovers(db: str) -> None:
     async with running_node(config(db)) as node:
         channel, stub = gateway(node.port)

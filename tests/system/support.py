@@ -13,7 +13,7 @@ from pathlib import Path
 from cluster.etcd import EtcdRegistry
 from cluster.model import AssignmentState, ClusterView
 from tests.shard.support import prepare_db
-from tools.bench.load import ClientFlow, LoadResult, run_client
+from tools.bench.load import ClientFlow, LoadResult, drive_streams
 from tools.services.etcd import EtcdServer
 from tools.services.redis_cluster import RedisCluster
 from tools.services.router_process import RouterProcess
@@ -34,14 +34,8 @@ async def rated_load(
     (~1,000 orders/s each), for ``seconds``."""
     run = f"{tag}{time.monotonic_ns()}"
     flows = [ClientFlow(c, [symbol], seed, run) for c in range(clients)]
-    messages = int(MESSAGES_PER_S * seconds) + 1
-    results = await asyncio.gather(
-        *(run_client(router, f, 20, messages, MESSAGES_PER_S, 2, seconds) for f in flows)
-    )
-    total = LoadResult()
-    for r in results:
-        total.merge(r)
-    return total
+    rate = MESSAGES_PER_S * 20 * clients  # orders/s
+    return await drive_streams(router, flows, 20, 2, seconds, rate, rate)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -99,13 +99,13 @@ class ClientFlow:
 
     def prepare(self, size: int, count: int) -> list[Prepared]:
         """``count`` messages of ``size`` commands, serialized (built before a run starts)."""
-        out = []
-        for _ in range(count):
-            cmds = self.message(size)
-            payload = gateway_pb2.TradeRequest(commands=cmds).SerializeToString()
-            kinds = bytes(c.WhichOneof("command") == "place_order" for c in cmds)
-            out.append(Prepared(payload, kinds))
-        return out
+        return [self.prepared(size) for _ in range(count)]
+
+    def prepared(self, size: int) -> Prepared:
+        """The next message of ``size`` commands, serialized."""
+        cmds = self.message(size)
+        kinds = bytes(c.WhichOneof("command") == "place_order" for c in cmds)
+        return Prepared(gateway_pb2.TradeRequest(commands=cmds).SerializeToString(), kinds)
 
     def _command(self) -> orders_pb2.OrderCommand:
         r, rng = self.rng.random(), self.rng
@@ -163,17 +163,11 @@ async def run_client(
     answers are counted once the stream ends; without, each message is built when it is due
     and counted when answered: pass ``result`` to watch it fill while the stream runs."""
     result = LoadResult() if result is None else result
-    plan: Sequence[Prepared] | None = prepared
     sent: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
     answers: list[tuple[bytes, gateway_pb2.TradeResponse]] = []
     inflight = asyncio.Semaphore(window)
-    count = len(plan) if plan is not None and not repeat else messages
+    count = len(prepared) if prepared is not None and not repeat else messages
     started = result.started = time.perf_counter()
-
-    def build() -> Prepared:
-        cmds = flow.message(batch)
-        kinds = bytes(c.WhichOneof("command") == "place_order" for c in cmds)
-        return Prepared(gateway_pb2.TradeRequest(commands=cmds).SerializeToString(), kinds)
 
     async def requests() -> AsyncIterator[bytes]:
         for i in range(count):
@@ -184,37 +178,51 @@ async def run_client(
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             else:
                 await inflight.acquire()
-            message = plan[i % len(plan)] if plan is not None else build()
+            message = prepared[i % len(prepared)] if prepared else flow.prepared(batch)
             sent.put_nowait((due, message.placements))
             yield message.payload
 
+    def answered(reply: gateway_pb2.TradeResponse) -> None:
+        if not reply.results or reply.results[0].correlation_id == 0:
+            return  # unsolicited maker reports
+        due, placements = sent.get_nowait()
+        now = time.perf_counter()
+        result.latencies_ms.append((now - due) * 1e3)
+        result.acks.append((now, len(placements)))
+        if prepared is None:
+            _count(result, placements, reply.results)
+        else:
+            answers.append((placements, reply))  # counted once the stream ends
+        if not rate_per_s:
+            inflight.release()
+
+    await _stream(target, requests(), deadline_s + 30, answered, result)
+    result.elapsed_s = time.perf_counter() - started
+    for placements, reply in answers:
+        _count(result, placements, reply.results)
+    return result
+
+
+async def _stream(
+    target: str,
+    requests: AsyncIterator[bytes],
+    timeout: float,
+    on_reply: Callable[[gateway_pb2.TradeResponse], None],
+    result: LoadResult,
+) -> None:
+    """One Trade call: requests go out as prepared bytes (no serializer), answers are
+    parsed; a failed call is noted in ``result``."""
     async with grpc.aio.insecure_channel(target) as channel:
-        # Requests go out as the prepared bytes (no serializer); answers are parsed.
         trade: grpc.aio.StreamStreamMultiCallable[bytes, gateway_pb2.TradeResponse] = (
             channel.stream_stream(
                 _TRADE_PATH, response_deserializer=gateway_pb2.TradeResponse.FromString
             )
         )
         try:
-            async for reply in trade(requests(), timeout=deadline_s + 30):
-                if not reply.results or reply.results[0].correlation_id == 0:
-                    continue  # unsolicited maker reports
-                due, placements = sent.get_nowait()
-                now = time.perf_counter()
-                result.latencies_ms.append((now - due) * 1e3)
-                result.acks.append((now, len(placements)))
-                if plan is None:
-                    _count(result, placements, reply.results)
-                else:
-                    answers.append((placements, reply))  # counted once the stream ends
-                if not rate_per_s:
-                    inflight.release()
+            async for reply in trade(requests, timeout=timeout):
+                on_reply(reply)
         except grpc.aio.AioRpcError as exc:
             result.rpc_failures.append(f"{exc.code().name}: {exc.details()}")
-    result.elapsed_s = time.perf_counter() - started
-    for placements, reply in answers:
-        _count(result, placements, reply.results)
-    return result
 
 
 def _count(result: LoadResult, placements: bytes, results: object) -> None:

@@ -31,7 +31,7 @@ from .shard_setup import BENCH_SYMBOLS, prepare_bench_db
 
 
 async def _single_stream_latency(node: ShardNode) -> str:
-    start = node.pipeline._start_commit  # wrapped to time each transaction alone
+    start = node.pipeline._start_commit  # wrapped: each batch's time from match to commit
     commit_ms: list[float] = []
 
     class TimedCommit:
