@@ -150,7 +150,7 @@ class MarketData:
             updates = await subscriber.take(most)
             if not updates:
                 return
-            await context.write(gateway_pb2.StreamMarketDataResponse(updates=updates))
+            await context.write(b"".join(updates))  # encoded already: router.md_wire
 
     # --- life cycle -------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from matching.v1 import gateway_pb2, market_data_pb2
 from router.config import RouterConfig
 from router.md_redis import CacheUnavailable, MarketDataCache, Subscription
 from router.md_subscribers import DepthGroup, Subscriber, status_update
+from router.md_wire import framed
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +204,12 @@ class SymbolFeed:
             after.append(self._status(MD.FEED_STATE_DEGRADED, "cache snapshot is stale"))
         elif recovered:
             after.append(self._status(MD.FEED_STATE_LIVE, "cache available"))
+        marker = framed([resnapshot])
         for group in self._groups.values():
-            snapshot = group.snapshot(book, update.snapshot)
+            fresh = framed([group.snapshot(book, update.snapshot), *after])
             for subscriber, synced in list(group.members.items()):
                 group.members[subscriber] = True
-                if not subscriber.push([resnapshot, snapshot, *after] if synced
-                                       else [snapshot, *after]):  # fmt: skip
+                if not subscriber.push([*marker, *fresh] if synced else fresh):
                     del group.members[subscriber]
         self._delivered_seq = update.seq
         self.resnapshots += 1

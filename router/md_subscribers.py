@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from marketdata.book import L2Book, delta_update, snapshot_update
 from matching.v1 import market_data_pb2
+from router.md_wire import framed
 
 MD = market_data_pb2
 Levels = list[tuple[int, int, int]]
@@ -39,7 +40,8 @@ def top(book: L2Book, depth: int) -> tuple[Levels, Levels]:
 
 
 class Subscriber:
-    """One StreamMarketData call: updates wait here until its writer sends them.
+    """One StreamMarketData call: updates wait here, encoded (router.md_wire.framed), until
+    its writer sends them.
 
     Bounded by ``limit`` updates: a push that would exceed it marks the subscriber
     ``overflowed``, frees the queue and calls ``on_overflow`` (the stream then ends with
@@ -48,7 +50,7 @@ class Subscriber:
     def __init__(self, depth: int, limit: int) -> None:
         self.depth = depth
         self._limit = limit
-        self._queue: deque[market_data_pb2.MarketDataUpdate] = deque()
+        self._queue: deque[bytes] = deque()
         self._ready = asyncio.Event()
         self.overflowed = False
         self.closed_reason = ""  # set by close(): the router is shutting down
@@ -58,8 +60,8 @@ class Subscriber:
     def done(self) -> bool:
         return self.overflowed or bool(self.closed_reason)
 
-    def push(self, updates: list[market_data_pb2.MarketDataUpdate]) -> bool:
-        """Queue ``updates`` (never blocks); False if this subscriber takes no more."""
+    def push(self, updates: list[bytes]) -> bool:
+        """Queue framed ``updates`` (never blocks); False if this subscriber takes no more."""
         if self.done:
             return False
         if len(self._queue) + len(updates) > self._limit:
@@ -77,8 +79,8 @@ class Subscriber:
         self.closed_reason = reason
         self._ready.set()
 
-    async def take(self, most: int) -> list[market_data_pb2.MarketDataUpdate]:
-        """Up to ``most`` queued updates, waiting for one; [] once done."""
+    async def take(self, most: int) -> list[bytes]:
+        """Up to ``most`` queued framed updates, waiting for one; [] once done."""
         while not self._queue and not self.done:
             self._ready.clear()
             await self._ready.wait()
@@ -127,7 +129,9 @@ class DepthGroup:
         )
 
     def push(self, updates: list[market_data_pb2.MarketDataUpdate]) -> None:
-        """To every member; a member that takes no more (overflowed) leaves the group."""
+        """To every member, encoded once; a member that takes no more (overflowed) leaves
+        the group."""
+        encoded = framed(updates)
         for subscriber in list(self.members):
-            if not subscriber.push(updates):
+            if not subscriber.push(encoded):
                 del self.members[subscriber]

@@ -27,6 +27,7 @@ from router.gateway import RouterGateway
 from router.link import grpc_options
 from router.links import LinkSet
 from router.market_data import MarketData
+from router.md_wire import EncodedResponses
 from router.routing import Dispatcher
 from telemetry import server_interceptors, setup_tracing
 
@@ -55,7 +56,8 @@ class RouterNode:
             log.warning("not every shard link is up yet; their symbols buffer until it is")
         setup_tracing(f"spotmatch-router-{self.config.router_id}")
         server = grpc.aio.server(
-            options=grpc_options(self.config), interceptors=[DecodeGuard(), *server_interceptors()]
+            options=grpc_options(self.config),
+            interceptors=[DecodeGuard(), EncodedResponses(), *server_interceptors()],
         )
         gateway = self.gateway = RouterGateway(
             self.dispatcher, self.links, self.table, self.config, self.market_data

@@ -23,6 +23,7 @@ from marketdata.keys import updates_channel
 from matching.v1 import gateway_pb2, market_data_pb2
 from router.config import add_arguments, from_args
 from router.md_subscribers import DepthGroup, Subscriber, top
+from router.md_wire import framed
 from tests.router.md_support import (
     FormatPublisher,
     Reader,
@@ -113,10 +114,22 @@ def test_a_subscriber_queue_is_bounded_and_overflow_frees_it() -> None:
     subscriber = Subscriber(depth=10, limit=5)
     overflowed = []
     subscriber.on_overflow = lambda: overflowed.append(True)
-    assert subscriber.push([MD.MarketDataUpdate()] * 5)
-    assert not subscriber.push([MD.MarketDataUpdate()])
+    assert subscriber.push([b"u"] * 5)
+    assert not subscriber.push([b"u"])
     assert subscriber.overflowed and overflowed == [True] and subscriber.queued == 0
-    assert not subscriber.push([MD.MarketDataUpdate()])  # stays cut off
+    assert not subscriber.push([b"u"])  # stays cut off
+
+
+def test_framed_updates_joined_are_a_response_of_those_updates() -> None:
+    updates = [
+        MD.MarketDataUpdate(symbol="X", seq=7, trades=MD.PublicTrades(trades=[
+            MD.PublicTrade(price=101, quantity=3 + i, time_unix_nanos=1 << 60) for i in range(40)
+        ])),
+        MD.MarketDataUpdate(symbol="X", seq=8, status=MD.FeedStatus(state=MD.FEED_STATE_LIVE)),
+        MD.MarketDataUpdate(),  # empty: a zero-length entry still counts as one update
+    ]  # fmt: skip
+    parsed = gateway_pb2.StreamMarketDataResponse.FromString(b"".join(framed(updates)))
+    assert list(parsed.updates) == updates
 
 
 def test_redis_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,51 @@
+"""Market data updates encoded once per depth group, not once per subscriber.
+
+A StreamMarketDataResponse is only its repeated ``updates`` field (1), so a response is the
+concatenation of framed updates (tag, length, bytes): the feed frames each update once and
+every subscriber's writer joins the frames it takes. The router's StreamMarketData handler
+then writes those bytes as they are (``EncodedResponses`` swaps its response serializer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeAlias
+
+import grpc
+
+from matching.v1 import market_data_pb2
+from router.wire import varint
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+STREAM_MARKET_DATA = "/matching.v1.OrderGatewayService/StreamMarketData"
+_UPDATES = b"\x0a"  # StreamMarketDataResponse field 1, length-delimited
+
+
+def framed(updates: Iterable[market_data_pb2.MarketDataUpdate]) -> list[bytes]:
+    """Each update as one ``updates`` entry of a StreamMarketDataResponse."""
+    out = []
+    for update in updates:
+        body = update.SerializeToString()
+        out.append(_UPDATES + varint(len(body)) + body)
+    return out
+
+
+class EncodedResponses(grpc.aio.ServerInterceptor):
+    """StreamMarketData answers with bytes already encoded (``framed``, joined): they go to
+    the wire as they are; message objects are still serialized."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method != STREAM_MARKET_DATA:
+            return handler
+        serialize = handler.response_serializer
+        assert serialize is not None
+
+        def passthrough(response: Any) -> bytes:
+            return response if type(response) is bytes else serialize(response)
+
+        return handler._replace(response_serializer=passthrough)  # type: ignore[no-any-return,attr-defined]
