@@ -9,14 +9,14 @@ then writes those bytes as they are (``EncodedResponses`` swaps its response ser
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
+from api.decoding import Handler
 from matching.v1 import market_data_pb2
 from router.wire import varint
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 STREAM_MARKET_DATA = "/matching.v1.OrderGatewayService/StreamMarketData"
 _UPDATES = b"\x0a"  # StreamMarketDataResponse field 1, length-delimited
 
