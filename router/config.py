@@ -26,7 +26,7 @@ class RouterConfig:
     # (api.limits), so a batch never carries more.
     batch_max_commands: int = MAX_COMMANDS_PER_MESSAGE
     batch_max_bytes: int = 4 << 20
-    link_inflight_batches: int = 4  # unanswered batches per link; more waits, batches grow
+    link_inflight_batches: int = 2  # unanswered batches per link; more waits, batches grow (0010)
     link_max_queued: int = 100_000  # unsent commands per link; beyond: RESOURCE_EXHAUSTED
     link_connect_timeout: float = 5.0  # one connection attempt to a shard
     link_write_timeout: float = 10.0  # a shard taking no batch for this long: reconnect

@@ -23,13 +23,14 @@ from typing import Any
 import grpc
 
 from matching.v1 import orders_pb2, shard_pb2
+from router.config import RouterConfig
 
 from .errors import BenchError
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX_COMMANDS = 1_000  # a shard refuses bigger ExecuteRequests (api.limits)
-LINK_INFLIGHT = 4  # unanswered batches on the Execute stream; more waits and batches grow
+LINK_INFLIGHT = RouterConfig.link_inflight_batches  # the router's own limit: same batching
 LINK_MAX_QUEUED = 100_000  # unsent commands; beyond: the caller is refused
 MAX_MESSAGE_BYTES = 16 << 20
 UPSTREAM_CONNECT_TIMEOUT = 10.0  # the proxy's first connection to the server
