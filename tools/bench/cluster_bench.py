@@ -7,9 +7,10 @@ and waits until each is ACTIVE and tradable through the router. Then, per run:
    ``batch`` commands in flight each;
 2. open loop at ``rate`` orders/s (default: half of this run's maximum), latency from each
    message's due time (no coordinated omission);
-3. market data: ``md_subscribers`` StreamMarketData subscribers (spread over the symbols)
-   follow snapshot + deltas while the max-throughput load of step 1 runs again: the lag of
-   every trade from its commit to a subscriber, and the throughput against step 1's;
+3. market data: ``md_subscribers`` StreamMarketData subscribers (spread over the symbols,
+   in a process of their own: tools/bench/md_process.py) follow snapshot + deltas while
+   the max-throughput load of step 1 runs again: the lag of every trade from its commit to
+   a subscriber, and the throughput against step 1's;
    then ``book_readers`` concurrent GetOrderBook callers for the phase's duration;
 4. unary: ``unary_clients`` concurrent SubmitOrder callers through the router;
 5. the raw two-hop ceiling: the same Trade load and the same unary load through the
@@ -30,7 +31,8 @@ from typing import Any
 
 from .cluster_setup import bench_symbols, create_bench_symbols, missing_acks, wait_routable
 from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
-from .md_load import SubscriberStats, collect, read_books, subscribed
+from .md_load import read_books
+from .md_process import subscriber_process
 from .output import Progress
 from .passthrough import PassthroughPair
 from .timeline import timeline
@@ -132,18 +134,18 @@ async def _market_data_phases(
     throughput ratio) and the open-loop load at ``rate`` (the lag at a sustainable load);
     then GetOrderBook callers."""
     progress.update(f"{p.md_subscribers} market data subscribers: max throughput, open loop")
-    async with subscribed(router, symbols, p.md_subscribers) as subscribers:
+    async with subscriber_process(router, symbols, p.md_subscribers) as subscribers:
         peak = await drive(router, symbols, p, None, f"md-max-{tag}")
-        at_max = collect(subscribers)
+        at_max = await subscribers.collect()
         steady = await drive(router, symbols, p, rate, f"md-open-{tag}")
-        at_rate = collect(subscribers)
+        at_rate = await subscribers.collect()
     progress.update(f"{p.book_readers} GetOrderBook callers, {p.duration_s:g}s")
     books = await read_books(router, symbols, p.book_readers, p.duration_s)
     record = {
         "max_with_md": summarize(peak),
         "open_loop_with_md": {"rate": round(rate), **summarize(steady)},
-        "md": _md_summary(at_rate),
-        "md_at_max": _md_summary(at_max),
+        "md": at_rate,
+        "md_at_max": at_max,
         "orderbook": {
             "calls_per_sec": round(books.calls / books.elapsed_s) if books.elapsed_s else 0,
             "errors": books.errors,
@@ -151,18 +153,6 @@ async def _market_data_phases(
         },
     }
     return record, [*peak.acked_order_ids, *steady.acked_order_ids]
-
-
-def _md_summary(md: SubscriberStats) -> dict[str, Any]:
-    return {
-        "lag_p50_ms": round(percentile(md.lags_ms, 0.50), 2),
-        "lag_p99_ms": round(percentile(md.lags_ms, 0.99), 2),
-        "trades_timed": len(md.lags_ms),
-        "updates": md.updates,
-        "resnapshots": md.resnapshots,
-        "gaps": md.gaps,
-        "failures": md.failures[:5],
-    }
 
 
 def _ratio(measured: dict[str, Any], ceiling: dict[str, Any]) -> float:

@@ -14,12 +14,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import grpc
 
 from marketdata.book import GapError, L2Book
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, market_data_pb2
+
+from .load import percentile
 
 RESNAPSHOT = market_data_pb2.FEED_STATE_RESNAPSHOT
 SYNC_TIMEOUT = 30.0  # every subscriber holds a snapshot
@@ -33,6 +35,18 @@ class SubscriberStats:
     resnapshots: int = 0
     gaps: int = 0
     failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What the bench reports: the lag percentiles and the counts."""
+        return {
+            "lag_p50_ms": round(percentile(self.lags_ms, 0.50), 2),
+            "lag_p99_ms": round(percentile(self.lags_ms, 0.99), 2),
+            "trades_timed": len(self.lags_ms),
+            "updates": self.updates,
+            "resnapshots": self.resnapshots,
+            "gaps": self.gaps,
+            "failures": self.failures[:5],
+        }
 
     def merge(self, other: SubscriberStats) -> None:
         self.lags_ms += other.lags_ms
