@@ -54,6 +54,11 @@ SETTINGS = {
     "fsync": "on",
     "synchronous_commit": "on",
     "logging_collector": "off",
+    # A fresh data directory has no old WAL segments to recycle, so every new 16 MB segment
+    # was zero-filled and fsynced while the commits behind it waited: at ~11k orders/s that
+    # was a 50-70 ms stall every ~2 s. Durability is unchanged: every WAL write is still
+    # fsynced (decision 0013).
+    "wal_init_zero": "off",
 }
 
 
