@@ -25,11 +25,13 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .cluster_setup import bench_symbols, create_bench_symbols, missing_acks, wait_routable
+from .cpu import CpuMeter, per_order_by_kind
 from .load import MAX_RATE, ClientFlow, LoadResult, drive_streams, percentile
 from .md_load import read_books
 from .md_process import subscriber_process
@@ -92,25 +94,36 @@ def summarize(result: LoadResult) -> dict[str, Any]:
     }
 
 
+async def metered(
+    pids: dict[str, int], load: Awaitable[LoadResult]
+) -> tuple[LoadResult, dict[str, float]]:
+    """``load``'s result and the CPU per order of the processes ``pids`` names, by kind."""
+    meter = CpuMeter(pids)
+    meter.start()
+    result = await load
+    return result, per_order_by_kind(meter.stop(), result.orders)
+
+
 async def one_run(
-    n: int, router: str, raw: str, symbols: list[str], p: ClusterBenchParams, progress: Progress
+    n: int, e: _Endpoints, symbols: list[str], p: ClusterBenchParams, progress: Progress
 ) -> tuple[dict[str, Any], list[int]]:
     """One run of every phase; returns its record and the order ids acknowledged."""
+    router, raw = e.router, e.raw
     tag = f"{time.strftime('%H%M%S')}-{n}"  # accounts (and so client order ids) are per run
     where = f"run {n + 1}/{p.runs}:"
     progress.update(f"{where} max throughput through the router, {p.duration_s:g}s")
-    peak = await drive(router, symbols, p, None, f"max-{tag}")
+    peak, peak_cpu = await metered(e.pids, drive(router, symbols, p, None, f"max-{tag}"))
     rate = p.rate or max(1_000.0, peak.orders / peak.elapsed_s / 2)
     progress.update(f"{where} open loop at {rate:,.0f} orders/s")
     steady = await drive(router, symbols, p, rate, f"open-{tag}")
-    record, acked = await _market_data_phases(router, symbols, p, rate, tag, progress)
+    record, acked = await _market_data_phases(e, symbols, p, rate, tag, progress)
     progress.update(f"{where} unary, {p.unary_clients} callers in flight")
     unary = await run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
     progress.update(f"{where} raw two-hop ceiling (passthrough pair)")
     ceiling = await drive(raw, symbols, p, None, f"raw-{tag}", echo=True)
     raw_unary = await run_unary(raw, symbols, p.unary_clients, p.duration_s, p.seed, "raw")
     record |= {
-        "max": summarize(peak),
+        "max": {**summarize(peak), "cpu_us_per_order": peak_cpu},
         "open_loop": {"rate": round(rate), **summarize(steady)},
         "unary": summarize(unary),
         "raw_two_hop": summarize(ceiling),
@@ -127,22 +140,24 @@ async def one_run(
 
 
 async def _market_data_phases(
-    router: str, symbols: list[str], p: ClusterBenchParams, rate: float, tag: str,
+    e: _Endpoints, symbols: list[str], p: ClusterBenchParams, rate: float, tag: str,
     progress: Progress,
 ) -> tuple[dict[str, Any], list[int]]:  # fmt: skip
     """With ``p.md_subscribers`` following the books: the max-throughput load (for the
     throughput ratio) and the open-loop load at ``rate`` (the lag at a sustainable load);
     then GetOrderBook callers."""
     progress.update(f"{p.md_subscribers} market data subscribers: max throughput, open loop")
+    router = e.router
     async with subscriber_process(router, symbols, p.md_subscribers) as subscribers:
-        peak = await drive(router, symbols, p, None, f"md-max-{tag}")
+        pids = {**e.pids, "subscribers": subscribers.pid}
+        peak, peak_cpu = await metered(pids, drive(router, symbols, p, None, f"md-max-{tag}"))
         at_max = await subscribers.collect()
         steady = await drive(router, symbols, p, rate, f"md-open-{tag}")
         at_rate = await subscribers.collect()
     progress.update(f"{p.book_readers} GetOrderBook callers, {p.duration_s:g}s")
     books = await read_books(router, symbols, p.book_readers, p.duration_s)
     record = {
-        "max_with_md": summarize(peak),
+        "max_with_md": {**summarize(peak), "cpu_us_per_order": peak_cpu},
         "open_loop_with_md": {"rate": round(rate), **summarize(steady)},
         "md": at_rate,
         "md_at_max": at_max,
@@ -177,6 +192,7 @@ def bench_cluster(p: ClusterBenchParams, progress: Progress) -> tuple[dict[str, 
                     etcd=cluster.etcd_endpoint,
                     etcd_prefix=cluster.etcd_prefix,
                     pg_dsn=cluster.pg_dsn,
+                    pids={r.name: r.pid for r in cluster.state().processes},
                 )
                 result = asyncio.run(_measure(endpoints, p, progress))
         finally:
@@ -195,6 +211,7 @@ class _Endpoints:
     etcd: str
     etcd_prefix: str
     pg_dsn: str
+    pids: dict[str, int]  # the cluster's processes by name ("shard-1", "postgres", ...)
 
 
 async def _measure(e: _Endpoints, p: ClusterBenchParams, progress: Progress) -> dict[str, Any]:
@@ -211,7 +228,7 @@ async def _measure(e: _Endpoints, p: ClusterBenchParams, progress: Progress) -> 
             acked += result.acked_order_ids
     runs = []
     for n in range(p.runs):
-        record, ids = await one_run(n, e.router, e.raw, symbols, p, progress)
+        record, ids = await one_run(n, e, symbols, p, progress)
         runs.append(record)
         acked += ids
     progress.update(f"reconciling {len(set(acked)):,} acknowledged orders against Postgres")
@@ -252,6 +269,8 @@ def _result(
         "md_failures": [f for r in runs for ph in ("md", "md_at_max") for f in r[ph]["failures"]][
             :5
         ],
+        "cpu_us_per_order": _median_cpu(runs, "max"),
+        "md_cpu_us_per_order": _median_cpu(runs, "max_with_md"),
         "max_p50_ms": med("max", "p50_ms"),
         "max_p99_ms": med("max", "p99_ms"),
         "open_loop_rate": round(med("open_loop", "rate")),
@@ -267,6 +286,11 @@ def _result(
         "params": {k: v for k, v in asdict(p).items() if k != "plot"},
         "run_results": runs,
     }
+
+
+def _median_cpu(runs: list[dict[str, Any]], phase: str) -> dict[str, float]:
+    kinds = runs[0][phase]["cpu_us_per_order"]
+    return {k: statistics.median(r[phase]["cpu_us_per_order"][k] for r in runs) for k in kinds}
 
 
 def _plot(result: dict[str, Any], path: Path) -> Path:
@@ -306,6 +330,8 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f" gaps {r['md_gaps']}",
         f"  max throughput with them {r['md_orders_per_sec']:,} orders/s"
         f" (ratio {r['md_throughput_ratio']:.2f} of without)",
+        f"CPU per order at max throughput, us: {_cpu_line(r['cpu_us_per_order'])};"
+        f" with the subscribers: {_cpu_line(r['md_cpu_us_per_order'])}",
         f"GetOrderBook, {r['params']['book_readers']} callers:"
         f" {r['orderbook_calls_per_sec']:,} calls/s",
         f"raw two-hop ceiling (client -> proxy -> echo server, same run):"
@@ -321,3 +347,7 @@ def _lines(r: dict[str, Any]) -> list[str]:
             else []
         ),
     ]
+
+
+def _cpu_line(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {us:g}" for kind, us in sorted(cpu.items(), key=lambda kv: -kv[1]))

@@ -51,3 +51,13 @@ class CpuMeter:
         return {
             name: tree_cpu_seconds(pid) - self._started[name] for name, pid in self._roots.items()
         }
+
+
+def per_order_by_kind(cpu_seconds: Mapping[str, float], orders: int) -> dict[str, float]:
+    """Microseconds of CPU per order, summed by kind: the name up to its first "-" (so
+    "shard-1" and "shard-2" count as "shard")."""
+    totals: dict[str, float] = {}
+    for name, seconds in cpu_seconds.items():
+        kind = name.split("-", 1)[0]
+        totals[kind] = totals.get(kind, 0.0) + seconds
+    return {kind: round(s / orders * 1e6, 1) if orders else 0.0 for kind, s in totals.items()}

@@ -35,6 +35,10 @@ class SubscriberProcess:
         self._proc = proc
         self._stderr = stderr
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     async def collect(self) -> dict[str, Any]:
         assert self._proc.stdin is not None
         self._proc.stdin.write(_COLLECT + b"\n")

@@ -64,6 +64,11 @@ def test_a_tiny_run_prints_one_json_object_last(tmp_path: Path) -> None:
     assert result["run_results"][0]["md"]["trades_timed"] > 0
     assert result["md_lag_p99_ms"] >= result["md_lag_p50_ms"] > 0
     assert result["orderbook_calls_per_sec"] > 0
+    # CPU per order, read from /proc, by kind of process; the subscribers only with them.
+    assert {"router", "shard", "postgres"} <= result["cpu_us_per_order"].keys()
+    assert result["cpu_us_per_order"]["shard"] > 0 and result["cpu_us_per_order"]["router"] > 0
+    assert "subscribers" not in result["cpu_us_per_order"]
+    assert result["md_cpu_us_per_order"]["subscribers"] > 0
     assert result["run_results"][0]["orderbook"]["errors"] == 0
     measured = result["md_orders_per_sec"] / result["orders_per_sec"]
     assert abs(result["md_throughput_ratio"] - measured) < 0.002
