@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
+import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import (
-    aio_client_interceptors,
-    aio_server_interceptor,
-    filters,
-)
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 log = logging.getLogger(__name__)
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only to type checkers
 
 DEFAULT_SAMPLE_RATIO = 0.01  # when OTEL_TRACES_SAMPLER is unset: 1 % of new traces
 
@@ -63,17 +63,36 @@ def _add_otlp_exporter(provider: TracerProvider) -> None:
 # The OpenTelemetry aio interceptor assumes streaming handlers are async generators; ours
 # write through their context (bounded, ordered, with a write timeout), so long-lived streams
 # are traced per batch by the pipeline's spans instead of per call here.
-_UNTRACED_STREAMS = filters.negate(
-    filters.any_of(
-        filters.method_name("Execute"),
-        filters.method_name("Trade"),
-        filters.method_name("StreamMarketData"),
-    )
-)
+_UNTRACED_STREAMS = frozenset({"Execute", "Trade", "StreamMarketData"})
 
 
-def server_interceptors() -> list[Any]:
-    return [aio_server_interceptor(filter_=_UNTRACED_STREAMS)]  # type: ignore[no-untyped-call]
+class _TracedCalls(grpc.aio.ServerInterceptor):
+    """OpenTelemetry's server interceptor for every call but the long-lived streams.
+
+    The method check is ours, not the instrumentation's ``filter_``: its filters split the
+    method path with os.path and try isinstance against grpc's ABCs, three times for three
+    names, on every call; measured on a router under 64 unary callers, that was more than
+    half of the tracing cost (router CPU per call 430 us traced, 306 us untraced)."""
+
+    def __init__(self) -> None:
+        self._otel = aio_server_interceptor()  # type: ignore[no-untyped-call]
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        method = handler_call_details.method.rpartition("/")[2]
+        if method in _UNTRACED_STREAMS:
+            return await continuation(handler_call_details)
+        handler: Handler | None = await self._otel.intercept_service(
+            continuation, handler_call_details
+        )
+        return handler
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    return [_TracedCalls()]
 
 
 def client_interceptors() -> list[Any]:

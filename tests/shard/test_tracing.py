@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from opentelemetry import trace
 
-from matching.v1 import gateway_pb2, gateway_pb2_grpc
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from telemetry import client_interceptors
-from tests.shard.support import config, place, prepare_db, running_node
+from tests.shard.support import config, gateway, place, prepare_db, running_node
 from tests.tracing_setup import EXPORTER
 
 
@@ -38,3 +40,25 @@ async def test_a_trace_crosses_client_shard_and_commit(pg_dsn: str) -> None:
             for s in batch_spans
             for link in s.links
         ), f"no {name} span links the request's server span"
+
+
+async def test_unary_calls_get_a_server_span_and_long_lived_streams_none(pg_dsn: str) -> None:
+    await prepare_db(pg_dsn)
+    EXPORTER.clear()
+    async with running_node(config(pg_dsn)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            await stub.SubmitOrder(
+                gateway_pb2.SubmitOrderRequest(order=place("BTC-USDT", "a", 2, 5, 100))
+            )
+            open_trade: Any = stub.Trade  # typed by the stubs as a plain iterator
+            call = open_trade(timeout=30.0)
+            command = orders_pb2.OrderCommand(place_order=place("BTC-USDT", "b", 1, 5, 90))
+            await call.write(gateway_pb2.TradeRequest(commands=[command]))
+            answer = await call.read()
+            await call.done_writing()
+            assert answer.results[0].report.order_id > 0
+            assert await call.code() == grpc.StatusCode.OK
+    server = [s.name for s in EXPORTER.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    assert any(name.endswith("/SubmitOrder") for name in server), server
+    assert not any(name.endswith("/Trade") for name in server), server
