@@ -26,7 +26,7 @@ class RouterConfig:
     # (api.limits), so a batch never carries more.
     batch_max_commands: int = MAX_COMMANDS_PER_MESSAGE
     batch_max_bytes: int = 4 << 20
-    link_inflight_batches: int = 2  # unanswered batches per link; more waits, batches grow (0010)
+    link_inflight_batches: int = 1  # unanswered batches per link; more waits, batches grow (0010)
     link_max_queued: int = 100_000  # unsent commands per link; beyond: RESOURCE_EXHAUSTED
     link_connect_timeout: float = 5.0  # one connection attempt to a shard
     link_write_timeout: float = 10.0  # a shard taking no batch for this long: reconnect
@@ -85,6 +85,8 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      "max commands per batch sent to a shard (1-1000: shards refuse more)"),
     ("--batch-max-bytes", f"{ENV_PREFIX}BATCH_MAX_BYTES", 4 << 20,
      "max bytes per batch sent to a shard"),
+    ("--link-inflight", f"{ENV_PREFIX}LINK_INFLIGHT", RouterConfig.link_inflight_batches,
+     "unanswered batches per shard link; 2 lets one busy shard match while it commits"),
     ("--link-queue", f"{ENV_PREFIX}LINK_QUEUE", 100_000,
      "max unsent commands per shard link; beyond it callers get RESOURCE_EXHAUSTED"),
     ("--buffer-max", f"{ENV_PREFIX}BUFFER_MAX", 10_000,
@@ -134,6 +136,7 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             etcd_prefix=args.etcd_prefix,
             batch_max_commands=args.batch_max,
             batch_max_bytes=args.batch_max_bytes,
+            link_inflight_batches=args.link_inflight,
             link_max_queued=args.link_queue,
             buffer_max_commands=args.buffer_max,
             buffer_max_seconds=args.buffer_seconds,

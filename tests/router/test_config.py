@@ -19,7 +19,9 @@ def _parse(*argv: str) -> RouterConfig:
 def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPOTMATCH_ETCD", "10.0.0.1:2379,10.0.0.2:2379")
     monkeypatch.setenv("SPOTMATCH_ROUTER_BUFFER_SECONDS", "2.5")
+    monkeypatch.setenv("SPOTMATCH_ROUTER_LINK_INFLIGHT", "2")
     config = _parse("--router-id", "r7", "--batch-max", "200", "--link-queue", "50")
+    assert config.link_inflight_batches == 2
     assert config.etcd_endpoints == ("10.0.0.1:2379", "10.0.0.2:2379")
     assert (config.router_id, config.batch_max_commands, config.link_max_queued) == ("r7", 200, 50)
     assert config.buffer_max_seconds == 2.5
