@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -22,9 +22,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-log = logging.getLogger(__name__)
+from api.decoding import Handler
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only to type checkers
+log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATIO = 0.01  # when OTEL_TRACES_SAMPLER is unset: 1 % of new traces
 
