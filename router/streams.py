@@ -8,7 +8,8 @@ timeout, ends the stream with RESOURCE_EXHAUSTED so memory stays bounded.
 
 ``run_session`` tells its clean-up whether the stream ended cleanly (the client
 half-closed and every answer was written), which is the one case where
-cancel-on-disconnect does not fire (gateway.proto, TradeStreamOptions).
+cancel-on-disconnect does not fire (gateway.proto, TradeStreamOptions); a client's cancel
+looks the same at first, so such a session waits for it (api/stream_end.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from api.stream_end import await_late_cancel
 from matching.v1 import gateway_pb2, orders_pb2
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,8 @@ async def run_session(
     clean = False
     try:
         written = await session.write_all(context)
+        if written and _ended_cleanly(reader) and session.cancel_on_disconnect:
+            await await_late_cancel()  # raises if the "end" was the client's cancel
         clean = written and _ended_cleanly(reader)
     finally:
         session.closed = True

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from api.stream_end import await_late_cancel
 from matching.v1 import orders_pb2
 from shard.edge import maker_expired_reports, maker_fill_reports
 from shard.engine import Command, Report
@@ -190,9 +191,10 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     try:
         await session.write_all(context)
-        session.clean_end = (
-            not session.closed and reader.done() and not reader.cancelled()
-        ) and reader.exception() is None
+        ended = not session.closed and reader.done() and not reader.cancelled()
+        if ended and reader.exception() is None and session.cancel_on_disconnect:
+            await await_late_cancel()  # raises if the "end" was the client's cancel
+        session.clean_end = ended and reader.exception() is None
     finally:
         session.closed = True
         reader.cancel()
