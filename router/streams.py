@@ -120,10 +120,10 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     clean = False
     try:
-        written = await session.write_all(context)
-        if written and _ended_cleanly(reader) and session.cancel_on_disconnect:
+        ended = await session.write_all(context) and _ended_cleanly(reader)
+        if ended and session.cancel_on_disconnect:
             await await_late_cancel()  # raises if the "end" was the client's cancel
-        clean = written and _ended_cleanly(reader)
+        clean = ended
     finally:
         session.closed = True
         reader.cancel()

@@ -192,9 +192,10 @@ async def run_session(
     try:
         await session.write_all(context)
         ended = not session.closed and reader.done() and not reader.cancelled()
-        if ended and reader.exception() is None and session.cancel_on_disconnect:
+        ended = ended and reader.exception() is None
+        if ended and session.cancel_on_disconnect:
             await await_late_cancel()  # raises if the "end" was the client's cancel
-        session.clean_end = ended and reader.exception() is None
+        session.clean_end = ended
     finally:
         session.closed = True
         reader.cancel()
