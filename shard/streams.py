@@ -191,8 +191,9 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     try:
         await session.write_all(context)
-        ended = not session.closed and reader.done() and not reader.cancelled()
-        ended = ended and reader.exception() is None
+        ended = (
+            not session.closed and reader.done() and not reader.cancelled()
+        ) and reader.exception() is None
         if ended and session.cancel_on_disconnect:
             await await_late_cancel()  # raises if the "end" was the client's cancel
         session.clean_end = ended

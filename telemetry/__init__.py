@@ -71,8 +71,7 @@ class _TracedCalls(grpc.aio.ServerInterceptor):
 
     The method check is ours, not the instrumentation's ``filter_``: its filters split the
     method path with os.path and try isinstance against grpc's ABCs, three times for three
-    names, on every call; measured on a router under 64 unary callers, that was more than
-    half of the tracing cost (router CPU per call 430 us traced, 306 us untraced)."""
+    names, on every call (~55 us per unary call on a router: decision 0005)."""
 
     def __init__(self) -> None:
         self._otel = aio_server_interceptor()  # type: ignore[no-untyped-call]
