@@ -153,6 +153,9 @@ class Dispatcher:
             own = command.deadline_unix_nanos
             request.kinds[i] = kind
             request.symbols[i] = symbol
+            # The shard parses these bytes as a ShardCommand, whose extra (admin) fields a
+            # caller could otherwise smuggle in as fields unknown to OrderCommand.
+            command.DiscardUnknownFields()
             request.bodies[i] = command.SerializeToString()
             request.deadlines[i] = own if own and own < deadline else deadline
             (routed if symbol else fan_outs).append(i)

@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from api.status import decode_bad_request, decode_command_error
-from matching.v1 import gateway_pb2, orders_pb2
+from matching.v1 import gateway_pb2, orders_pb2, shard_pb2
+from matching.v1 import types_pb2 as T
 from tests.router.support import BTC, ETH, Stub, cluster, journal, running_router
 from tests.shard.bad_input_support import (
     BATCH_ONLY,
@@ -155,6 +156,24 @@ async def test_too_many_commands_and_late_options_fail_the_call(stubs: Any) -> N
         await call.write(late)
         assert await final_status(call) == grpc.StatusCode.INVALID_ARGUMENT
     assert await journal(dsn, BTC) == []
+
+
+async def test_admin_fields_smuggled_into_a_command_do_nothing(stubs: Any) -> None:
+    """A SetSymbolStatus (ShardCommand's admin field 7) appended to an OrderCommand's bytes is
+    an unknown field to the router: it must not reach the shard, which would run it."""
+    shard, router, dsn, _ = stubs
+    halt = shard_pb2.ShardCommand(
+        set_symbol_status=orders_pb2.SetSymbolStatus(symbol=ETH, status=T.SYMBOL_STATUS_HALTED)
+    )
+    for stub in (router, shard):
+        smuggled = orders_pb2.OrderCommand.FromString(
+            order(symbol=BTC, account="smuggler").SerializeToString() + halt.SerializeToString()
+        )
+        assert smuggled.WhichOneof("command") == "place_order"
+        [result] = await _batch(stub, [smuggled])
+        assert result[1] == T.ORDER_STATUS_NEW
+    assert await journal(dsn, ETH) == []
+    assert [r[1] for r in await journal(dsn, BTC)] == ["smuggler"] * 2
 
 
 @pytest.mark.parametrize("junk", list(JUNK.values()), ids=list(JUNK))
