@@ -50,17 +50,23 @@ def key_for(kind: ChangeKind, name: str = "") -> str:
 
 def check_name(name: str) -> None:
     """Shard ids and symbols become key segments: non-empty, printable, no '/'."""
-    if not name or "/" in name or not name.isprintable() or name.strip() != name:
+    if not _valid_name(name):
         raise InvalidRequest(f"invalid name {name!r}")
 
 
+def _valid_name(name: str) -> bool:
+    return bool(name) and "/" not in name and name.isprintable() and name.strip() == name
+
+
 def parse_key(key: str) -> tuple[ChangeKind, str] | None:
-    """(kind, name) of a relative key, or None for a key outside the layout (ignored)."""
+    """(kind, name) of a relative key, or None for a key outside the layout (ignored). A name
+    that ``check_name`` refuses is outside it too: such a key (written by hand or by another
+    tool) must not stop a table that would fail on it every time it reads it."""
     if key == CONTROLLER_KEY:
         return ChangeKind.CONTROLLER, ""
     directory, sep, name = key.partition("/")
     kind = _KINDS_BY_DIR.get(directory)
-    if kind is None or not sep or not name or "/" in name:
+    if kind is None or not sep or not _valid_name(name):
         return None
     return kind, name
 

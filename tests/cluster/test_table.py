@@ -162,6 +162,25 @@ async def test_a_malformed_value_keeps_the_last_good_one(
     assert view.malformed == {"pins/ETH-USD"} and not view.pins
 
 
+async def test_a_key_with_an_invalid_name_is_ignored(
+    table: ClusterTable, writer: MemoryRegistry, reader: MemoryRegistry
+) -> None:
+    """Names that no writer of ours would accept (a trailing space, a control character):
+    the table neither stops following the watch nor fails to start."""
+    for key in ("symbols/ETH-USD ", "pins/BTC-USD\n", "shards/\x00", "assignments/ BTC-USD"):
+        writer.put_raw(key, b"1")
+    await writer.add_symbol("SOL-USD")
+    view = await table.wait_for(lambda v: "SOL-USD" in v.symbols, WAIT)
+    assert view.symbols == {"SOL-USD"} and not view.pins and not view.malformed
+
+    second = ClusterTable(reader, name="second")
+    await second.start(timeout=WAIT)
+    try:
+        assert second.view().symbols == {"SOL-USD"}
+    finally:
+        await second.stop()
+
+
 async def test_malformed_warnings_are_rate_limited(
     table: ClusterTable, writer: MemoryRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
