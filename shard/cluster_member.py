@@ -86,7 +86,8 @@ class ClusterMember:
             while symbol in self._dirty:
                 self._dirty.discard(symbol)
                 try:
-                    await self._step(symbol)
+                    async with self._custody.guard(symbol):
+                        await self._step(symbol)
                     attempt = 0
                 except (PersistenceError, ClusterError) as exc:
                     delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]

@@ -9,13 +9,19 @@ and a handed-over symbol's committed data is published before the new owner can 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from psycopg_pool import AsyncConnectionPool
 
+from persistence.errors import FencedError
 from shard.engine import MatchingEngine
 from shard.loading import take_symbol
-from shard.ownership import Ownership
+from shard.ownership import Ownership, SymbolState
 from shard.pipeline import Pipeline
 from shard.publisher import MarketDataPublisher
+
+log = logging.getLogger(__name__)
 
 
 class SymbolCustody:
@@ -34,6 +40,12 @@ class SymbolCustody:
         self._pipeline = pipeline
         self.shard_id = shard_id
         self._market_data = market_data
+        self._guards: dict[str, asyncio.Lock] = {}  # one per symbol ever held: bounded
+
+    def guard(self, symbol: str) -> asyncio.Lock:
+        """Held by whoever changes ``symbol``'s custody across awaits (the assignment
+        follower, a reload), so that neither acts on a state the other is replacing."""
+        return self._guards.setdefault(symbol, asyncio.Lock())
 
     async def take(self, symbol: str, epoch: int | None = None) -> int:
         """Fence, load, serve; returns the epoch. FencedError if a newer owner exists."""
@@ -44,6 +56,19 @@ class SymbolCustody:
             self._market_data.take(symbol)
         return epoch
 
+    async def reload(self, symbol: str, epoch: int) -> None:
+        """After a failed commit: load ``symbol`` again under ``epoch``, unless it has been
+        dropped or taken anew meanwhile. Fenced out: dropped. PersistenceError: retry."""
+        async with self.guard(symbol):
+            owned = self.ownership.get(symbol)
+            if owned is None or owned.epoch != epoch or owned.state is not SymbolState.RECOVERING:
+                return
+            try:
+                await self.take(symbol, epoch)
+            except FencedError:
+                self.drop(symbol)
+                log.error("symbol=%s lost to a newer owner during recovery", symbol)
+
     async def quiesce(self, symbol: str) -> None:
         """Stop admitting ``symbol`` and wait until what was admitted has committed."""
         self.ownership.mark_moving(symbol)
@@ -52,8 +77,9 @@ class SymbolCustody:
             await self._market_data.flush(symbol)
 
     def resume(self, symbol: str) -> None:
+        """Serve again a symbol whose hand-over was rolled back (only one paused for it)."""
         owned = self.ownership.get(symbol)
-        if owned is not None:
+        if owned is not None and owned.state is SymbolState.MOVING:
             self.ownership.serve(symbol, owned.epoch)
 
     def drop(self, symbol: str, new_owner: str = "") -> None:

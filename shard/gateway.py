@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,7 +16,7 @@ from api.request_validation import (
     validate_submit_batch_request,
     validate_trade_request,
 )
-from api.status import bad_request_status, command_error_status
+from api.status import abort_with_code, bad_request_status, command_error_status
 from api.validation import Violation
 from matching.v1 import (
     gateway_pb2,
@@ -23,11 +24,14 @@ from matching.v1 import (
     market_data_pb2,
     orders_pb2,
 )
+from persistence.errors import PersistenceError
 from shard.config import ShardConfig
 from shard.pipeline import BookView, Pipeline
 from shard.results import execute_commands, order_to_pb
 from shard.service import cancel_on_disconnect
 from shard.streams import StreamSession, Subscribers, run_session
+
+log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FindOrder = Callable[[str, str, int, str], Awaitable[tuple[object, ...] | None]]
@@ -122,8 +126,8 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                     await session.enqueue(functools.partial(self._run, request))
 
         async def close() -> None:
-            await cancel_on_disconnect(self._pipeline, session)
             self._subscribers.unsubscribe_all(session)
+            await cancel_on_disconnect(self._pipeline, session)
 
         await run_session(session, context, read, close)
 
@@ -149,9 +153,15 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     ) -> gateway_pb2.GetOrderResponse:
         """The committed state of an order (never state that has not committed yet)."""
         await _abort_if(validate_get_order_request(request), context)
-        row = await self._find_order(
-            request.symbol, request.account, request.order_id, request.client_order_id
-        )
+        try:
+            row = await self._find_order(
+                request.symbol, request.account, request.order_id, request.client_order_id
+            )
+        except PersistenceError as exc:
+            log.warning("GetOrder failed: %s", exc)
+            await abort_with_code(
+                context, grpc.StatusCode.UNAVAILABLE, "order lookup failed: database unavailable"
+            )
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such order for this account")
         return gateway_pb2.GetOrderResponse(order=order_to_pb(row))

@@ -49,8 +49,11 @@ class Ownership:
             owned.state = SymbolState.RECOVERING
 
     def mark_moving(self, symbol: str) -> None:
+        """Pause a serving symbol for a hand-over. A recovering one stays RECOVERING: its
+        book may hold uncommitted effects until its reload ends, so no rolled-back move may
+        put it back into service (only the reload does)."""
         owned = self._owned.get(symbol)
-        if owned is not None:
+        if owned is not None and owned.state is SymbolState.SERVING:
             owned.state = SymbolState.MOVING
 
     def release(self, symbol: str, new_owner: str = "") -> None:

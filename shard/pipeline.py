@@ -156,14 +156,19 @@ class Pipeline:
         commands: Sequence[Command],
         nbytes: int = 0,
         deadlines: Sequence[int] | None = None,
+        *,
+        protective: bool = False,
     ) -> list[Outcome]:
         """Outcomes in command order, returned only after their batch has committed.
 
         A command still unexecuted when its deadline (``deadlines``, ns since the epoch, 0 =
-        none) comes is answered DEADLINE_EXCEEDED and never executed."""
+        none) comes is answered DEADLINE_EXCEEDED and never executed. ``protective``
+        commands (a cancel-on-disconnect: bounded by the stream's accounts and the owned
+        symbols) are taken even past ``max_pending``: refusing them would leave a gone
+        client's orders resting."""
         if self._closing:
             raise Overloaded("shard is shutting down")
-        if self._inbox_commands + len(commands) > self._caps.max_pending:
+        if not protective and self._inbox_commands + len(commands) > self._caps.max_pending:
             raise Overloaded("shard inbox is full")
         context = trace.get_current_span().get_span_context()
         sub = _Submission(
@@ -222,9 +227,15 @@ class Pipeline:
         self._inbox_commands += sum(len(s.commands) for s in subs)
 
     def _refuse(self, subs: list[_Submission], message: str) -> None:
+        """Fail the commands of a batch that could not be formed. Barriers (empty
+        submissions) go back to the inbox instead: answered now, one would return before
+        the batches ahead of it had committed."""
         self._slots.release()
+        barriers = [sub for sub in subs if not sub.commands]
+        self._inbox.extendleft(reversed(barriers))
         for sub in subs:
-            _resolve_failed(sub, message)
+            if sub.commands:
+                _resolve_failed(sub, message)
 
     def _take_inbox(self) -> list[_Submission]:
         subs: list[_Submission] = []
@@ -296,7 +307,11 @@ class Pipeline:
         )
 
     def _release(self, batch: _Batch) -> None:
-        self.committed_books.update(batch.books)
+        epochs = batch.rows.epochs
+        for symbol, view in batch.books.items():
+            owned = self.ownership.get(symbol)  # dropped meanwhile: its view must not return
+            if owned is not None and owned.epoch == epochs.get(symbol, owned.epoch):
+                self.committed_books[symbol] = view
         for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
             if not sub.future.done():
                 sub.future.set_result(outcomes)
@@ -314,16 +329,24 @@ class Pipeline:
         log.error("commit failed (%s); failing %d batches", exc, len(failed))
         self._fail_all(failed, "commit failed; outcome not applied, retry")
         touched = set().union(*(b.touched for b in failed)) if failed else set()
-        for symbol in fenced:
+        # Fenced out: the epoch the batch was written under is the one this shard holds.
+        # One taken again since (a newer epoch, a fresh book) is reloaded like the others:
+        # the failed batches may have been matched against its new book too.
+        fenced_out = {s for s, (ours, _) in fenced.items() if self._holds_epoch(s, ours)}
+        for symbol in fenced_out:
             self._engine.remove_symbol(symbol)
             self.ownership.release(symbol)
             self.committed_books.pop(symbol, None)
             log.error("fenced out of symbol=%s: another shard owns it now", symbol)
-        for symbol in sorted(touched - set(fenced)):
+        for symbol in sorted(touched - fenced_out):
             self.ownership.mark_recovering(symbol)
             if symbol not in self._reloads:
                 self._reloads[symbol] = asyncio.create_task(self._reload_symbol(symbol))
         await _abort(failed)
+
+    def _holds_epoch(self, symbol: str, epoch: int) -> bool:
+        owned = self.ownership.get(symbol)
+        return owned is not None and owned.epoch == epoch
 
     async def _reload_symbol(self, symbol: str) -> None:
         try:

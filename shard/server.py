@@ -25,7 +25,7 @@ from cluster.etcd import EtcdRegistry
 from cluster.registry import Registry
 from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
-from persistence.errors import FencedError, PersistenceError, translated
+from persistence.errors import PersistenceError, translated
 from persistence.loader import list_symbols
 from persistence.migrate import migrate
 from persistence.placements import StoredPlacement, find_order, find_placements
@@ -235,11 +235,7 @@ class ShardNode:
         attempt = 0
         while True:
             try:
-                await self.custody.take(symbol, owned.epoch)
-            except FencedError:
-                self.custody.drop(symbol)
-                log.error("symbol=%s lost to a newer owner during recovery", symbol)
-                return
+                await self.custody.reload(symbol, owned.epoch)
             except PersistenceError as exc:
                 delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
                 log.warning("reload symbol=%s failed (%s); retrying in %.1fs", symbol, exc, delay)

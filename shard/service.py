@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +14,12 @@ from api.validation import validate_command_count
 from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
 from shard.config import ShardConfig
 from shard.engine import MassCancel
+from shard.errors import Overloaded
 from shard.pipeline import Pipeline
 from shard.results import execute_commands
 from shard.streams import StreamSession, Subscribers, run_session
+
+log = logging.getLogger(__name__)
 
 
 def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.ExecuteResponse:
@@ -42,8 +46,8 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         async def close() -> None:
             # However it ends, clean or not: accounts the router still has subscribed are
             # cancelled (it unsubscribes those whose clients ended cleanly; shard.proto).
-            await cancel_on_disconnect(self._pipeline, session, spare_clean_end=False)
             self._subscribers.unsubscribe_all(session)
+            await cancel_on_disconnect(self._pipeline, session, spare_clean_end=False)
 
         await run_session(session, context, read, close)
 
@@ -90,5 +94,10 @@ async def cancel_on_disconnect(
         for account in sorted(session.cancel_on_disconnect)
         for symbol in pipeline.ownership.serving()
     ]
-    if commands:
-        await pipeline.submit(commands)
+    if not commands:
+        return
+    try:
+        await pipeline.submit(commands, protective=True)
+    except Overloaded as exc:  # shutting down: the orders stay (durably) as they are
+        log.warning("cancel on disconnect not run for %d accounts: %s",
+                    len(session.cancel_on_disconnect), exc)  # fmt: skip

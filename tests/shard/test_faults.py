@@ -315,8 +315,15 @@ async def test_a_client_order_id_lookup_failing_on_a_dead_database_is_retryable(
             )
             await asyncio.to_thread(own_postgres.stop, "immediate")
             during = await _answer(stub, order)
+            with pytest.raises(grpc.aio.AioRpcError) as lookup:  # a read: UNAVAILABLE too
+                await stub.GetOrder(
+                    gateway_pb2.GetOrderRequest(symbol=BTC, account="a", client_order_id="x"),
+                    timeout=15.0,
+                )
             await asyncio.to_thread(own_postgres.start)
             after = await _until_acked(stub, order, 15)
+    assert lookup.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "database unavailable" in (lookup.value.details() or "")
     assert during.WhichOneof("result") == "error" and during.error.retryable
     assert after.report.status == 1 and not after.report.replayed
     check_durable_record(dsn, [after.report.order_id])
