@@ -222,10 +222,13 @@ class EtcdRegistry:
     async def revoke(self, lease: int) -> None:
         await self._call("lease revoke", lambda c: c.revoke_lease(lease))
 
-    async def keepalive(self, lease: int) -> bool | None:
-        """True if refreshed, False if the lease is gone, None if etcd did not answer."""
+    async def keepalive(self, lease: int, timeout: float) -> bool | None:
+        """True if refreshed, False if the lease is gone, None if etcd did not answer (in
+        ``timeout`` seconds, at most the registry's own timeout)."""
         try:
-            reply = await self._call("lease keepalive", lambda c: c.refresh_lease(lease))
+            reply = await self._call(
+                "lease keepalive", lambda c: c.refresh_lease(lease), min(timeout, self._timeout)
+            )
         except RegistryUnavailable:
             return None
         return None if reply is None else bool(reply.TTL > 0)
@@ -282,11 +285,14 @@ class EtcdRegistry:
             raise InvalidRequest(f"{key} is not attached to a lease")
         await self.revoke(int(got.lease))
 
-    async def _call(self, what: str, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run one etcd call under the timeout; failures become RegistryUnavailable."""
+    async def _call(
+        self, what: str, op: Callable[[aetcd.Client], Awaitable[T]], timeout: float = 0.0
+    ) -> T:
+        """Run one etcd call under the timeout (the registry's unless given); failures
+        become RegistryUnavailable."""
         client = await self._connected()
         try:
-            return await asyncio.wait_for(op(client), self._timeout)
+            return await asyncio.wait_for(op(client), timeout or self._timeout)
         except _FAILURES as exc:
             if isinstance(exc, _CONNECTION_FAILURES):
                 self._failed(client)

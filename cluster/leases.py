@@ -26,8 +26,9 @@ REREGISTER_BACKOFF = (0.1, 2.0)  # first and largest pause between re-registrati
 class LeaseBackend(Protocol):
     async def grant(self, ttl: int) -> int: ...
 
-    async def keepalive(self, lease: int) -> bool | None:
-        """True if refreshed, False if the lease is gone, None if the registry is unreachable."""
+    async def keepalive(self, lease: int, timeout: float) -> bool | None:
+        """True if refreshed, False if the lease is gone, None if the registry is unreachable
+        or did not answer within ``timeout`` seconds."""
 
     async def put_leased(self, key: str, value: bytes, lease: int) -> None: ...
 
@@ -63,15 +64,12 @@ class KeptRegistration:
         """Refresh until closed; never raises (an unexpected error is logged and retried)."""
         loop = asyncio.get_running_loop()
         last_ok = loop.time()
+        pace = _Pace(self._ttl)
         while self._refreshing:
-            await asyncio.sleep(self._ttl / 3)
+            await pace.wait()
             if not self._refreshing:
                 return
-            try:
-                alive = await self._backend.keepalive(self._lease)
-            except Exception:
-                log.exception("refreshing the lease of %s failed", self._key)
-                alive = None
+            alive = await _refresh(self._backend, self._lease, self._ttl, self._key)
             if alive:
                 last_ok = loop.time()
             elif alive is False or loop.time() - last_ok > self._ttl:
@@ -120,13 +118,10 @@ class KeptLeadership:
     async def keep(self) -> None:
         loop = asyncio.get_running_loop()
         last_ok = loop.time()
+        pace = _Pace(self._ttl)
         while not self._resigned:
-            await asyncio.sleep(self._ttl / 3)
-            try:
-                alive = await self._backend.keepalive(self._lease)
-            except Exception:
-                log.exception("refreshing the controller lease failed")
-                alive = None
+            await pace.wait()
+            alive = await _refresh(self._backend, self._lease, self._ttl, "the controller")
             if alive:
                 last_ok = loop.time()
             elif alive is False or loop.time() - last_ok > self._ttl:
@@ -140,3 +135,27 @@ class KeptLeadership:
         self._resigned = True
         with contextlib.suppress(ClusterError):
             await self._backend.revoke(self._lease)
+
+
+class _Pace:
+    """Refresh attempts start every TTL/3, counted from the start of the previous one: an
+    attempt that hung until its timeout is followed by the next at once, not TTL/3 later."""
+
+    def __init__(self, ttl: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._period = ttl / 3
+        self._next = self._loop.time() + self._period
+
+    async def wait(self) -> None:
+        await asyncio.sleep(max(0.0, self._next - self._loop.time()))
+        self._next = self._loop.time() + self._period
+
+
+async def _refresh(backend: LeaseBackend, lease: int, ttl: int, owner: str) -> bool | None:
+    """One refresh, bounded by TTL/3: a registry that hangs (a partitioned member, an
+    election) leaves time for another attempt, elsewhere, before the lease expires."""
+    try:
+        return await backend.keepalive(lease, ttl / 3)
+    except Exception:
+        log.exception("refreshing the lease of %s failed", owner)
+        return None

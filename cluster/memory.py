@@ -335,7 +335,7 @@ class MemoryRegistry:
         self._check()
         return self.store.grant(ttl)
 
-    async def keepalive(self, lease: int) -> bool | None:
+    async def keepalive(self, lease: int, timeout: float) -> bool | None:
         if not self._reachable or self._closed:
             return None
         return self.store.keepalive(lease)
