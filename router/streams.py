@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from api.stream_end import await_late_cancel
+from api.stream_output import END, OVERFLOW, StreamOutput
 from matching.v1 import gateway_pb2, orders_pb2
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,12 @@ log = logging.getLogger(__name__)
 UNSOLICITED_CAP = 10_000  # unsolicited messages waiting on one stream before it is cut off
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_END = object()
-_OVERFLOW = object()
 
 
 class TradeSession:
     def __init__(self, inflight: int, write_timeout: float) -> None:
         self._slots = asyncio.Semaphore(inflight)
-        self._out: asyncio.Queue[Any] = asyncio.Queue()
+        self._out = StreamOutput(UNSOLICITED_CAP)
         self._write_timeout = write_timeout
         self.closed = False  # being cut off or ended: deliver() drops
         self.on_cut_off: Callable[[], object] | None = None
@@ -47,42 +46,45 @@ class TradeSession:
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free; its answer keeps its place."""
         await self._slots.acquire()
-        self._out.put_nowait(asyncio.ensure_future(work()))
+        self._out.put_answer(asyncio.ensure_future(work()))
 
     def deliver(self, results: list[orders_pb2.CommandResult]) -> None:
         """Unsolicited reports (called by the link's receiver: never blocks)."""
         if self.closed:
             return
-        if self._out.qsize() >= UNSOLICITED_CAP:
+        if not self._out.put_unsolicited(gateway_pb2.TradeResponse(results=results)):
             self.closed = True
-            self._out.put_nowait(_OVERFLOW)
-            return
-        self._out.put_nowait(gateway_pb2.TradeResponse(results=results))
 
     def finish(self) -> None:
-        self._out.put_nowait(_END)
+        self._out.put_end()
 
     async def write_all(self, context: Context) -> bool:
         """Write answers in order until finish(); True if all were written."""
         while True:
             item = await self._out.get()
-            if item is _END:
+            if item is END:
                 return True
-            if item is _OVERFLOW:
+            if item is OVERFLOW:
                 self._cut_off(context, "unsolicited reports overflowed")
                 return False
+            messages = [item]
             if isinstance(item, asyncio.Future):
                 message = await item
                 self._slots.release()
-            else:
-                message = item
-            write = asyncio.ensure_future(context.write(message))
-            done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
-            if not done:
-                self._cut_off(context, "write timed out")
-                with contextlib.suppress(Exception):
-                    await write  # gRPC finishes it when the peer drains or the call ends
-                return False
+                messages = [*self._out.earlier_than(message), message]
+            for message in messages:
+                if not await self._write(context, message):
+                    return False
+
+    async def _write(self, context: Context, message: Any) -> bool:
+        write = asyncio.ensure_future(context.write(message))
+        done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
+        if not done:
+            self._cut_off(context, "write timed out")
+            with contextlib.suppress(Exception):
+                await write  # gRPC finishes it when the peer drains or the call ends
+            return False
+        return True
 
     def _cut_off(self, context: Context, why: str) -> None:
         self.closed = True
@@ -94,10 +96,7 @@ class TradeSession:
         log.warning("cut off a slow Trade stream reader: %s", why)
 
     def cancel_pending(self) -> None:
-        while not self._out.empty():
-            item = self._out.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+        self._out.cancel_pending()
 
 
 async def run_session(

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from api.stream_end import await_late_cancel
+from api.stream_output import END, OVERFLOW, StreamOutput
 from matching.v1 import orders_pb2
 from shard.edge import maker_expired_reports, maker_fill_reports
 from shard.engine import Command, Report
@@ -36,7 +37,7 @@ Wrap = Callable[[Results, Any], Any]  # builds the stream's response message
 class StreamSession:
     def __init__(self, inflight: int, write_timeout: float) -> None:
         self._slots = asyncio.Semaphore(inflight)
-        self._out: asyncio.Queue[asyncio.Future[Any] | Any] = asyncio.Queue()
+        self._out = StreamOutput(UNSOLICITED_CAP)
         self._write_timeout = write_timeout
         self.closed = False  # set when the stream is being cut off: deliver() drops
         self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
@@ -49,20 +50,17 @@ class StreamSession:
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free (at most ``inflight`` unanswered)."""
         await self._slots.acquire()
-        self._out.put_nowait(asyncio.ensure_future(work()))
+        self._out.put_answer(asyncio.ensure_future(work()))
 
     def deliver(self, message: Any) -> None:
         """An unsolicited message (maker report); never blocks the committer."""
         if self.closed:
             return
-        if self._out.qsize() >= UNSOLICITED_CAP:
+        if not self._out.put_unsolicited(message):  # wakes the writer, which ends the stream
             self.closed = True
-            self._out.put_nowait(_OVERFLOW)  # wakes the writer, which ends the stream
-            return
-        self._out.put_nowait(message)
 
     def finish(self) -> None:
-        self._out.put_nowait(_END)
+        self._out.put_end()
 
     async def write_all(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Write responses in order until finish(); end the call on a slow reader.
@@ -72,25 +70,31 @@ class StreamSession:
         """
         while True:
             item = await self._out.get()
-            if item is _END:
+            if item is END:
                 return
-            if item is _OVERFLOW:
+            if item is OVERFLOW:
                 self._cut_off(context, "unsolicited reports overflowed")
                 return
+            messages = [item]
             if isinstance(item, asyncio.Future):
                 message = await item
                 self._slots.release()
-            else:
-                message = item
-            write = asyncio.ensure_future(context.write(message))
-            done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
-            if not done:
-                # Release everything now, but let gRPC finish the stalled write (it ends when
-                # the peer drains or the call's deadline passes): only then can the status go.
-                self._cut_off(context, "write timed out")
-                with contextlib.suppress(Exception):
-                    await write
-                return
+                messages = [*self._out.earlier_than(message), message]
+            for message in messages:
+                if not await self._write(context, message):
+                    return
+
+    async def _write(self, context: grpc.aio.ServicerContext[Any, Any], message: Any) -> bool:
+        write = asyncio.ensure_future(context.write(message))
+        done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
+        if not done:
+            # Release everything now, but let gRPC finish the stalled write (it ends when
+            # the peer drains or the call's deadline passes): only then can the status go.
+            self._cut_off(context, "write timed out")
+            with contextlib.suppress(Exception):
+                await write
+            return False
+        return True
 
     def _cut_off(self, context: grpc.aio.ServicerContext[Any, Any], why: str) -> None:
         self.closed = True
@@ -102,14 +106,7 @@ class StreamSession:
         log.warning("cut off a slow stream reader: %s", why)
 
     def cancel_pending(self) -> None:
-        while not self._out.empty():
-            item = self._out.get_nowait()
-            if isinstance(item, asyncio.Future):
-                item.cancel()
-
-
-_END = object()
-_OVERFLOW = object()
+        self._out.cancel_pending()
 
 
 class Subscribers:

@@ -1,0 +1,111 @@
+"""The ordered output of a long-lived stream (router and shard Trade / Execute sessions).
+
+Answers go out in request order (their futures are queued when the request arrives);
+unsolicited messages (maker fills, STP expiries of the stream's accounts) are queued as they
+arrive, bounded. For one symbol, reports must reach the client in seq order (gateway.proto),
+and arrival order alone does not give that: a request that arrived before a maker fill was
+committed can be answered with later seqs (it ran in the next batch) while its answer still
+sits ahead of the fill in the queue. So before an answer is written, ``earlier_than`` takes
+out of the queue the unsolicited messages that hold an earlier seq of one of the answer's
+symbols, to be written first. An answer's reports of one symbol are consecutive seqs (a
+request's commands to one shard run together), so no fill falls between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from matching.v1 import orders_pb2
+
+END = object()  # the reader is done: write nothing more
+OVERFLOW = object()  # too many unsolicited messages waited: cut the stream off
+
+
+class StreamOutput:
+    def __init__(self, unsolicited_cap: int) -> None:
+        self._items: deque[Any] = deque()
+        self._ready = asyncio.Event()
+        self._cap = unsolicited_cap
+        self._unsolicited = 0  # messages of ``put_unsolicited`` in the queue
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_answer(self, answer: asyncio.Future[Any]) -> None:
+        self._put(answer)
+
+    def put_unsolicited(self, message: Any) -> bool:
+        """Queue ``message`` (with ``results``); False, queueing OVERFLOW, past the cap."""
+        if len(self._items) >= self._cap:
+            self._put(OVERFLOW)
+            return False
+        self._unsolicited += 1
+        self._put(message)
+        return True
+
+    def put_end(self) -> None:
+        self._put(END)
+
+    async def get(self) -> Any:
+        """The next item: an answer's future, an unsolicited message, END or OVERFLOW."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if not isinstance(item, asyncio.Future) and item is not END and item is not OVERFLOW:
+            self._unsolicited -= 1
+        return item
+
+    def earlier_than(self, answer: Any) -> list[Any]:
+        """Remove and return, in queue order, the unsolicited messages to write before
+        ``answer`` (a resolved answer's message, with ``results``)."""
+        if not self._unsolicited:
+            return []
+        last = _last_seqs(answer.results)
+        if not last:
+            return []
+        earlier = [
+            item
+            for item in self._items
+            if not isinstance(item, asyncio.Future)
+            and item is not END
+            and item is not OVERFLOW
+            and any(seq < last.get(symbol, 0) for symbol, seq in _seqs(item.results))
+        ]
+        for item in earlier:
+            self._items.remove(item)
+        self._unsolicited -= len(earlier)
+        return earlier
+
+    def cancel_pending(self) -> None:
+        """Drop everything queued, cancelling answers still being worked on."""
+        for item in self._items:
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self._items.clear()
+        self._unsolicited = 0
+
+    def _put(self, item: Any) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+
+def _seqs(results: Iterable[orders_pb2.CommandResult]) -> Iterator[tuple[str, int]]:
+    for result in results:
+        kind = result.WhichOneof("result")
+        if kind == "report":
+            yield result.report.symbol, result.report.seq
+        elif kind == "mass_cancel":
+            for report in result.mass_cancel.reports:
+                yield report.symbol, report.seq
+
+
+def _last_seqs(results: Iterable[orders_pb2.CommandResult]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for symbol, seq in _seqs(results):
+        if seq > last.get(symbol, 0):
+            last[symbol] = seq
+    return last

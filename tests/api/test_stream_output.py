@@ -1,0 +1,110 @@
+"""A stream's output keeps each symbol's reports in seq order, answers in request order.
+
+Driven through both sessions that use it (the router's Trade session, the shard's stream
+session), with a recording context in place of a gRPC call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from matching.v1 import gateway_pb2, orders_pb2
+from router.streams import TradeSession
+from shard.streams import StreamSession
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.written: list[list[tuple[str, int]]] = []
+
+    async def write(self, message: Any) -> None:
+        self.written.append([(r.report.symbol, r.report.seq) for r in message.results])
+
+
+def reports(*seqs: tuple[str, int]) -> list[orders_pb2.CommandResult]:
+    return [
+        orders_pb2.CommandResult(report=orders_pb2.ExecutionReport(symbol=symbol, seq=seq))
+        for symbol, seq in seqs
+    ]
+
+
+Deliver = Callable[[Any, list[orders_pb2.CommandResult]], None]
+SESSIONS: list[tuple[str, Callable[[], Any], Deliver]] = [
+    ("router", lambda: TradeSession(8, 1.0), lambda s, r: s.deliver(r)),
+    (
+        "shard",
+        lambda: StreamSession(8, 1.0),
+        lambda s, r: s.deliver(gateway_pb2.TradeResponse(results=r)),
+    ),
+]
+
+
+async def run(
+    session: Any, deliver: Deliver, script: Callable[[Callable[..., Awaitable[None]]], Any]
+) -> list[list[tuple[str, int]]]:
+    """``script(answer)`` queues answers (``answer(gate, *seqs)``) and delivers fills."""
+    recorder = Recorder()
+
+    async def answer(gate: asyncio.Event, *seqs: tuple[str, int]) -> None:
+        async def work() -> Any:
+            await gate.wait()
+            return gateway_pb2.TradeResponse(results=reports(*seqs))
+
+        await session.enqueue(work)
+
+    writer = asyncio.ensure_future(session.write_all(recorder))
+    await script(answer)
+    session.finish()
+    await asyncio.wait_for(writer, 5)
+    return recorder.written
+
+
+@pytest.mark.parametrize(("name", "make", "deliver"), SESSIONS, ids=[s[0] for s in SESSIONS])
+async def test_a_fill_committed_before_an_answer_is_written_before_it(
+    name: str, make: Callable[[], Any], deliver: Deliver
+) -> None:
+    """The maker's own command runs in the batch after the taker that filled it: the fill
+    (seq 10) arrives while the command's answer (seq 11) is still queued ahead of it."""
+    session = make()
+
+    async def script(answer: Callable[..., Awaitable[None]]) -> None:
+        gate = asyncio.Event()
+        await answer(gate, ("BTC", 11))
+        deliver(session, reports(("BTC", 10)))
+        deliver(session, reports(("ETH", 3)))  # another symbol: keeps its place
+        deliver(session, reports(("BTC", 12)))  # after the answer: stays after it
+        gate.set()
+
+    assert await run(session, deliver, script) == [
+        [("BTC", 10)],
+        [("BTC", 11)],
+        [("ETH", 3)],
+        [("BTC", 12)],
+    ]
+
+
+@pytest.mark.parametrize(("name", "make", "deliver"), SESSIONS, ids=[s[0] for s in SESSIONS])
+async def test_a_fill_committed_after_an_answer_stays_after_it(
+    name: str, make: Callable[[], Any], deliver: Deliver
+) -> None:
+    session = make()
+
+    async def script(answer: Callable[..., Awaitable[None]]) -> None:
+        first, second = asyncio.Event(), asyncio.Event()
+        await answer(first, ("BTC", 9))
+        await answer(second, ("ETH", 20), ("BTC", 14))
+        deliver(session, reports(("BTC", 10)))
+        deliver(session, reports(("BTC", 15)))
+        second.set()
+        await asyncio.sleep(0.01)
+        first.set()
+
+    assert await run(session, deliver, script) == [
+        [("BTC", 9)],
+        [("BTC", 10)],  # before the second answer (BTC 14), after the first (BTC 9)
+        [("ETH", 20), ("BTC", 14)],
+        [("BTC", 15)],
+    ]
