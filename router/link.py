@@ -27,7 +27,13 @@ from api.status import command_error
 from matching.v1 import gateway_pb2_grpc, orders_pb2, shard_pb2, types_pb2
 from router.config import RouterConfig
 from router.errors import LinkClosed, LinkOverloaded
-from router.wire import control_request, deadline_field, execute_request, frame
+from router.wire import (
+    control_request,
+    deadline_field,
+    execute_request,
+    frame,
+    subscription_changes,
+)
 from telemetry import client_interceptors
 
 log = logging.getLogger(__name__)
@@ -216,18 +222,20 @@ class ShardLink:
         await asyncio.wait_for(self._channel.channel_ready(), timeout)
         call = self._execute()
         try:
-            first = control_request(
-                router_id=self._config.router_id, subscribe=self._hooks.subscriptions()
-            )
+            state = self._hooks.subscriptions()
+            first = control_request(router_id=self._config.router_id, subscribe=state)
             await asyncio.wait_for(call.write(first), timeout)
-            await self._serve(call)
+            await self._serve(call, state)
         finally:
             self.ready = False
             call.cancel()
 
-    async def _serve(self, call: _Call) -> None:
+    async def _serve(self, call: _Call, sent: list[shard_pb2.AccountSubscription]) -> None:
         slots = asyncio.Semaphore(self._config.link_inflight_batches)
-        self._control.clear()  # the first message carried the whole subscription state
+        # The first message carried the state as it was (``sent``); changes made while it was
+        # being written were dropped (not ready yet): send the difference first.
+        catch_up = subscription_changes(sent, self._hooks.subscriptions())
+        self._control = [catch_up] if catch_up is not None else []
         self.ready = True
         log.info("link to shard %s at %s is up", self.shard_id, self.address)
         self._hooks.ready(self)

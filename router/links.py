@@ -60,7 +60,7 @@ class Subscriptions:
     ) -> None:
         cod = self._cancel_on_disconnect
         unsubscribe: list[str] = []
-        resubscribe: list[shard_pb2.AccountSubscription] = []
+        cod_off: list[shard_pb2.AccountSubscription] = []
         for account in accounts:
             streams = self._streams.get(account)
             if streams is None or stream not in streams:
@@ -75,13 +75,10 @@ class Subscriptions:
             if not streams:
                 del self._streams[account]
                 unsubscribe.append(account)
-            elif cod_dropped:  # the shard clears the flag only on unsubscribe
-                unsubscribe.append(account)
-                resubscribe.append(_subscription(account, False))
-        if unsubscribe:
-            self._broadcast(control_request(unsubscribe=unsubscribe))
-        if resubscribe:
-            self._broadcast(control_request(subscribe=resubscribe))
+            elif cod_dropped:  # still subscribed: a subscribe without the flag clears it
+                cod_off.append(_subscription(account, False))
+        if unsubscribe or cod_off:
+            self._broadcast(control_request(subscribe=cod_off, unsubscribe=unsubscribe))
 
     def current(self) -> list[shard_pb2.AccountSubscription]:
         return [_subscription(a, a in self._cancel_on_disconnect) for a in sorted(self._streams)]

@@ -66,3 +66,17 @@ def control_request(
     if router_id:
         message.options.router_id = router_id
     return message.SerializeToString()
+
+
+def subscription_changes(
+    before: list[shard_pb2.AccountSubscription], after: list[shard_pb2.AccountSubscription]
+) -> bytes | None:
+    """The control message that turns the shard's state ``before`` into ``after``; None if
+    they are the same."""
+    old = {s.account: s.cancel_on_disconnect for s in before}
+    new = {s.account: s.cancel_on_disconnect for s in after}
+    subscribe = [s for s in after if old.get(s.account) != s.cancel_on_disconnect]
+    unsubscribe = [account for account in old if account not in new]
+    if not subscribe and not unsubscribe:
+        return None
+    return control_request(subscribe=subscribe, unsubscribe=unsubscribe)

@@ -12,6 +12,8 @@ from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from router.buffers import WAIT, Route, SymbolBuffers
 from router.errors import LinkClosed, LinkOverloaded
 from router.link import LinkHooks, Part, ShardLink
+from router.links import Subscriptions
+from router.wire import subscription_changes
 from tests.router.support import router_config
 
 RC = types_pb2.RejectCode
@@ -132,3 +134,95 @@ async def test_buffered_commands_expire(link: ShardLink) -> None:
     error = part.results[0].error if part.results[0] is not None else None
     assert error is not None and error.reason == RC.REJECT_CODE_SYMBOL_MOVING
     assert error.code == types_pb2.ERROR_CODE_UNAVAILABLE and error.retryable
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+class _Stream:
+    def deliver(self, results: list[orders_pb2.CommandResult]) -> None:
+        return None
+
+
+def _state(message: bytes) -> tuple[list[tuple[str, bool]], list[str]]:
+    request = shard_pb2.ExecuteRequest.FromString(message)
+    subscribed = [(s.account, s.cancel_on_disconnect) for s in request.subscribe]
+    return subscribed, list(request.unsubscribe_accounts)
+
+
+def test_the_last_cancel_on_disconnect_stream_leaving_clears_the_flag_in_one_message() -> None:
+    """Unsubscribing and subscribing again (two messages) left a moment in which the shard
+    dropped the account's maker reports meant for the stream that stays."""
+    sent: list[bytes] = []
+    subscriptions = Subscriptions(sent.append)
+    guarded, plain = _Stream(), _Stream()
+    subscriptions.add(guarded, ["mm"], cancel_on_disconnect=True)
+    subscriptions.add(plain, ["mm"], cancel_on_disconnect=False)
+    sent.clear()
+    subscriptions.remove(guarded, ["mm"], cancel_on_disconnect=True)
+    assert [_state(m) for m in sent] == [([("mm", False)], [])]
+    subscriptions.remove(plain, ["mm"], cancel_on_disconnect=False)
+    assert _state(sent[-1]) == ([], ["mm"])
+
+
+def test_subscription_changes_turn_one_state_into_another() -> None:
+    def sub(account: str, cod: bool) -> shard_pb2.AccountSubscription:
+        return shard_pb2.AccountSubscription(account=account, cancel_on_disconnect=cod)
+
+    before = [sub("a", False), sub("b", True), sub("c", False)]
+    after = [sub("a", False), sub("b", False), sub("d", True)]
+    change = subscription_changes(before, after)
+    assert change is not None
+    assert _state(change) == ([("b", False), ("d", True)], ["c"])
+    assert subscription_changes(after, list(after)) is None
+
+
+class _SlowFirstWrite:
+    """An Execute call whose first write (the subscription state) takes until ``release``;
+    it records what is written and never answers."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.release = asyncio.Event()
+        self.first_write_started = asyncio.Event()
+
+    async def write(self, message: bytes) -> None:
+        if not self.written:
+            self.first_write_started.set()
+            await self.release.wait()
+        self.written.append(message)
+
+    async def read(self) -> object:
+        await asyncio.Event().wait()  # never answers
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+
+async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -> None:
+    sent: list[bytes] = []
+    subscriptions = Subscriptions(sent.append)
+    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None,
+                      subscriptions=subscriptions.current)  # fmt: skip
+    link = ShardLink("shard-x", "127.0.0.1:1", router_config(), hooks)
+    call = _SlowFirstWrite()
+
+    async def channel_ready() -> None:
+        return None
+
+    link._channel.channel_ready = channel_ready  # type: ignore[method-assign]
+    link._execute = lambda: call  # type: ignore[assignment, return-value, method-assign]
+    serving = asyncio.create_task(link._serve_once())
+    await call.first_write_started.wait()
+    subscriptions.add(_Stream(), ["mm"], cancel_on_disconnect=True)  # link not ready: dropped
+    call.release.set()
+    for _ in range(100):
+        if len(call.written) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    await link.close()
+    assert _state(call.written[0]) == ([], [])
+    assert _state(call.written[1]) == ([("mm", True)], [])
