@@ -7,13 +7,18 @@ by count and time. Whenever the table or a link
 changes, ``drain`` hands each buffer whose symbol became routable to its owner's link, in
 order. Past either bound a command is answered UNAVAILABLE / SYMBOL_MOVING (retryable,
 not executed).
+
+A buffer is not drained while commands of its symbol sent earlier (to the old owner) have
+not been answered and, if refused, put back in the buffer for their one retry
+(``unsettled``/``settled``): drained before that, later commands would reach the new owner
+ahead of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from api.status import command_error
 from matching.v1 import orders_pb2, types_pb2
@@ -51,6 +56,26 @@ class SymbolBuffers:
         self._route = route
         self._parts: dict[str, deque[Part]] = {}
         self._counts: dict[str, int] = {}
+        self._unsettled: dict[str, int] = {}  # requests with commands of the symbol sent
+
+    def unsettled(self, symbols: Iterable[str]) -> None:
+        """A request sent commands of ``symbols`` to shards: hold their buffers until it is
+        ``settled`` (answered, and any retry buffered or sent)."""
+        unsettled = self._unsettled
+        for symbol in symbols:
+            unsettled[symbol] = unsettled.get(symbol, 0) + 1
+
+    def settled(self, symbols: Iterable[str]) -> None:
+        unsettled, released = self._unsettled, False
+        for symbol in symbols:
+            left = unsettled[symbol] - 1
+            if left:
+                unsettled[symbol] = left
+            else:
+                del unsettled[symbol]
+                released = released or symbol in self._parts
+        if released:
+            self.drain()
 
     def holds(self, symbol: str) -> bool:
         """True while commands of ``symbol`` wait: later ones must queue behind them."""
@@ -93,6 +118,8 @@ class SymbolBuffers:
     def drain(self) -> None:
         """Send every buffer whose symbol is routable now, in arrival order."""
         for symbol in list(self._parts):
+            if symbol in self._unsettled:
+                continue
             route = self._route(symbol)
             if route == WAIT:
                 continue

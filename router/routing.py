@@ -115,7 +115,7 @@ class Dispatcher:
         """One result per command, in order; ``deadline`` in ns since the epoch."""
         request = _Request(commands, deadline, next(self._arrivals))
         routed, fan_outs = self._prepare(request)
-        parts = self._dispatch(request, routed)
+        parts, sent = self._dispatch(request, routed)
         spread = [(i, self._fan_out(request, i)) for i in fan_outs]
         try:
             await self._settle(request, [*parts, *(p for _, ps in spread for p in ps)])
@@ -123,12 +123,15 @@ class Dispatcher:
             if retry:
                 self.retried += len(retry)
                 await self._before_retry(request, retry)
-                again = self._dispatch(request, [i for i, _, _ in retry])
+                again, sent_again = self._dispatch(request, [i for i, _, _ in retry])
+                self.buffers.settled(sent)  # the retries are in place: later ones may go
+                sent = sent_again
                 await self._settle(request, again)
                 self._collect(request, again)
             for i, fan_parts in spread:
                 request.results[i] = _merge_mass_cancels(fan_parts)
         finally:
+            self.buffers.settled(sent)
             for part in request.parts:
                 if not part.future.done():
                     part.future.cancel()  # the link skips what it has not sent yet
@@ -161,7 +164,9 @@ class Dispatcher:
             (routed if symbol else fan_outs).append(i)
         return routed, fan_outs
 
-    def _dispatch(self, request: _Request, indices: list[int]) -> list[Part]:
+    def _dispatch(self, request: _Request, indices: list[int]) -> tuple[list[Part], list[str]]:
+        """Send or buffer the commands; the parts and the symbols sent to shards now (held
+        unsettled in the buffers until the caller settles them)."""
         groups: dict[ShardLink | str, tuple[list[int], list[bytes], list[int]]] = {}
         routes: dict[str, Route] = {}
         symbols, bodies, deadlines = request.symbols, request.bodies, request.deadlines
@@ -190,7 +195,9 @@ class Dispatcher:
             else:
                 self.buffers.add(key, part)
         request.parts.extend(parts)
-        return parts
+        sent = [symbol for symbol, route in routes.items() if isinstance(route, ShardLink)]
+        self.buffers.unsettled(sent)
+        return parts, sent
 
     def _fan_out(self, request: _Request, i: int) -> list[Part]:
         """A mass cancel without a symbol goes to every shard (each covers its symbols)."""

@@ -4,15 +4,19 @@ sockets (a link's channel is created but never used), no sleeps."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from cluster.model import Assignment, AssignmentState, ClusterView
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from router.buffers import WAIT, Route, SymbolBuffers
 from router.errors import LinkClosed, LinkOverloaded
 from router.link import LinkHooks, Part, ShardLink
 from router.links import Subscriptions
+from router.routing import Dispatcher
 from router.wire import subscription_changes
 from tests.router.support import router_config
 
@@ -226,3 +230,88 @@ async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -
     await link.close()
     assert _state(call.written[0]) == ([], [])
     assert _state(call.written[1]) == ([("mm", True)], [])
+
+
+# --- a retry during a move keeps its place --------------------------------------------------
+
+
+class _Table:
+    """The assignment table a dispatcher reads, changed by the test."""
+
+    def __init__(self, symbol: str, assignment: Assignment) -> None:
+        self.symbol = symbol
+        self.current = assignment
+
+    def assignment(self, symbol: str) -> Assignment | None:
+        return self.current if symbol == self.symbol else None
+
+    def view(self) -> ClusterView:
+        return ClusterView(symbols=frozenset({self.symbol}),
+                           assignments={self.symbol: self.current})  # fmt: skip
+
+    async def wait_for(self, predicate: Any, timeout: float) -> ClusterView:
+        return self.view()
+
+    async def refresh(self) -> ClusterView:
+        return self.view()
+
+
+class _Links:
+    def __init__(self, links: dict[str, ShardLink]) -> None:
+        self.links = links
+
+    def get(self, shard_id: str) -> ShardLink | None:
+        return self.links.get(shard_id)
+
+    def all(self) -> list[ShardLink]:
+        return list(self.links.values())
+
+
+def _place(price: int) -> orders_pb2.OrderCommand:
+    return orders_pb2.OrderCommand(place_order=orders_pb2.PlaceOrder(
+        symbol="BTC-USDT", account="mm", side=1, order_type=1, time_in_force=1, price=price,
+        quantity=1))  # fmt: skip
+
+
+def _prices(link: ShardLink) -> list[int]:
+    return [
+        orders_pb2.OrderCommand.FromString(body).place_order.price
+        for part in link._queue
+        for body in part.bodies
+    ]
+
+
+async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_later_ones() -> None:
+    """C1 went to shard A; the symbol then moved, C2 was buffered, and B became ACTIVE
+    before A's refusal of C1 came back: C2 must not be drained to B ahead of C1's retry."""
+    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
+    a, b = (ShardLink(s, "127.0.0.1:1", router_config(), hooks) for s in ("shard-a", "shard-b"))
+    a.ready = b.ready = True
+    table = _Table("BTC-USDT", Assignment("BTC-USDT", "shard-a", AssignmentState.ACTIVE))
+    dispatcher = Dispatcher(table, _Links({"shard-a": a, "shard-b": b}),  # type: ignore[arg-type]
+                            router_config(buffer_max_seconds=5.0))  # fmt: skip
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
+    await asyncio.sleep(0)
+    assert _prices(a) == [1]  # sent to A, not answered yet
+    table.current = Assignment("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
+    second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    assert dispatcher.buffers.count("BTC-USDT") == 1
+    table.current = Assignment("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    dispatcher.buffers.drain()  # what the router does on the view change
+    assert _prices(b) == []  # held: C1 has not settled
+    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
+        reason=RC.REJECT_CODE_NOT_OWNER, retryable=True))  # fmt: skip
+    a._queue[0].answer(0, refusal)
+    for _ in range(100):
+        if len(_prices(b)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert _prices(b) == [1, 2]
+    for part in b._queue:
+        part.answer(0, orders_pb2.CommandResult(report=orders_pb2.ExecutionReport(seq=1)))
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    for link in (a, b):
+        link.ready = False
+        await link.close()
