@@ -350,7 +350,7 @@ class QueueWatch:
 
     async def run(self) -> None:
         for _ in range(100_000):  # bounded; the caller cancels it
-            self.max_size = max(self.max_size, self.session._out.qsize())
+            self.max_size = max(self.max_size, len(self.session._out))
             await asyncio.sleep(0.002)
 
 
