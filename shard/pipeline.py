@@ -118,6 +118,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        self._forming = False  # the matcher holds a batch it is looking up client order ids for
         self.after_commit: list[AfterCommit] = []
         self.committed_books: dict[str, BookView] = {}
 
@@ -134,7 +135,7 @@ class Pipeline:
         self._closing = True
         try:
             async with asyncio.timeout(timeout):
-                while self._inbox or self._pending:
+                while self._inbox or self._pending or self._forming:
                     await asyncio.sleep(0.005)
         except TimeoutError:
             log.warning("pipeline stop: %d batches still pending", len(self._pending))
@@ -201,12 +202,18 @@ class Pipeline:
                 await self._arrived.wait()
             generation = self._generation
             subs = self._take_inbox()
+            self._forming = True  # in neither queue: stop() must wait for it too
             try:
                 await self._admission.prefetch(c for s in subs for c in s.commands)
+            except asyncio.CancelledError:  # stopped meanwhile: stop() answers the inbox
+                self._requeue(subs)
+                raise
             except Exception as exc:  # the matcher must outlive any lookup failure
                 log.warning("client order id lookup failed: %s", exc)
                 self._refuse(subs, "database unavailable; retry")
                 continue
+            finally:
+                self._forming = False
             if generation != self._generation:
                 self._requeue(subs)  # a commit failed meanwhile: form this batch again
                 continue

@@ -13,6 +13,7 @@ from persistence.errors import FencedError, PersistenceError
 from shard.admission import Admission
 from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine, SymbolSpec
+from shard.errors import CommandFailure
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership, SymbolState
 from shard.pipeline import BatchCaps, Pipeline
@@ -186,3 +187,19 @@ async def test_cancel_on_disconnect_during_shutdown_is_logged_not_raised() -> No
     session.cancel_on_disconnect.add("mm-1")
     await cancel_on_disconnect(shard.pipeline, session)
     assert shard.writer.started == []
+
+
+async def test_stop_answers_a_batch_held_in_its_client_order_id_lookup() -> None:
+    shard = Shard()
+    stuck = asyncio.Event()
+
+    async def lookup(keys: object) -> list[Any]:
+        await stuck.wait()  # a database that never answers
+        return []
+
+    shard.pipeline._admission._lookup = lookup  # type: ignore[method-assign]
+    placed = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
+    await asyncio.sleep(0.01)  # the matcher holds the batch in its lookup
+    await shard.pipeline.stop(timeout=0.2)
+    [outcome] = await asyncio.wait_for(placed, 2)
+    assert isinstance(outcome, CommandFailure) and outcome.message == "shutting down"
