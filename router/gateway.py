@@ -165,10 +165,13 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         return gateway_pb2.TradeResponse(results=results)
 
     async def _cancel_accounts(self, accounts: list[str]) -> None:
-        """Cancel-on-disconnect: a mass cancel of each account on every shard."""
+        """Cancel-on-disconnect: a mass cancel of each account on every shard, and one per
+        symbol in transit (no shard serves it now: it waits in the buffer for its owner)."""
+        symbols = ["", *self._dispatcher.in_transit()]
         commands = [
-            orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(account=account))
-            for account in accounts
+            orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
+            for a in accounts
+            for s in symbols
         ]
         results = await self._dispatcher.execute(commands, self._deadline(None))
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")

@@ -109,6 +109,11 @@ class Dispatcher:
                 return link
         return WAIT
 
+    def in_transit(self) -> list[str]:
+        """Symbols whose commands wait in the buffers now (moving, loading, owner down):
+        a mass cancel sent to every shard reaches no owner of theirs."""
+        return sorted(s for s in self._table.view().assignments if self.route(s) == WAIT)
+
     async def execute(
         self, commands: Sequence[orders_pb2.OrderCommand], deadline: int
     ) -> list[CommandResult]:

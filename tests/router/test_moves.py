@@ -28,6 +28,7 @@ from tests.router.support import (
     error_of,
     journal,
     limit,
+    open_orders,
     running_router,
     submit_order,
     trade,
@@ -184,3 +185,29 @@ async def test_a_full_link_queue_is_resource_exhausted(two_shards: Cluster) -> N
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert error_of(caught.value).reason == RC.REJECT_CODE_OVERLOADED
     assert await journal(state.dsn, BTC) == []
+
+
+async def test_cancel_on_disconnect_reaches_a_symbol_that_was_moving(two_shards: Cluster) -> None:
+    """No shard serves a symbol between its old owner letting go and its new owner loading
+    it: the router's cancel for it waits in the move buffer and reaches the new owner."""
+    state = two_shards
+    async with running_router(state, buffer_max_seconds=60.0) as (router, stub):
+        call = trade(stub)
+        options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+        place = cmd(1, place_order=limit(BTC, "mm", SELL, 1, 900))
+        await call.write(gateway_pb2.TradeRequest(options=options, commands=[place]))
+        placed = (await call.read()).results[0].report
+        assert placed.status == T.ORDER_STATUS_NEW
+        await state.move(BTC, "shard-c")
+        assert await wait_until(lambda: _state(router, BTC) is AssignmentState.MOVING, TIMEOUT)
+        await state.stop_shard("shard-a", leave=True)  # let go: nobody serves BTC now
+        call.cancel()
+        assert await wait_until(lambda: router.dispatcher.buffers.count(BTC) == 1, TIMEOUT)
+        await state.start_shard("shard-c", (BTC,), assign=False)  # loads mm's resting order
+        await state.assign(BTC, "shard-c")
+        for _ in range(200):  # bounded: ~10 s
+            if not await open_orders(state.dsn, "mm"):
+                break
+            await asyncio.sleep(0.05)
+    assert await open_orders(state.dsn, "mm") == []
+    check_durable_record(state.dsn, [placed.order_id])
