@@ -139,12 +139,15 @@ class ClusterTable:
         while True:
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_BACKOFF)
+            before = self._view.revision
             try:
                 view = await self._registry.snapshot()
             except Exception as exc:
                 self._warn("resync", "%s: resync failed (%s); retrying", self._name, exc)
                 continue
-            self._resync(view, force=True)
+            # Forced, so that a registry reset (its revision went back) is taken; but not
+            # over a newer view that a concurrent refresh() applied while this read ran.
+            self._resync(view, force=self._view.revision == before)
             return pause
 
     def _apply(self, batch: list[Change]) -> None:

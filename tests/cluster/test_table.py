@@ -282,3 +282,41 @@ async def test_survives_an_etcd_restart(
         assert view.symbols == {"A", "B"}
     finally:
         await table.stop()
+
+
+async def test_a_resync_does_not_undo_a_newer_refresh(
+    table: ClusterTable, writer: MemoryRegistry, reader: MemoryRegistry
+) -> None:
+    """The watch breaks; while the table's resync read is in flight, a router's refresh()
+    applies a newer view. The older read must not replace it (not even for a moment)."""
+    seen: list[tuple[int, bool]] = []
+    table.listeners.append(lambda v: seen.append((v.revision, "B" in v.symbols)))
+    original = reader.snapshot
+    held = asyncio.Event()
+    stale: list[ClusterView] = []
+
+    async def first_read_held() -> ClusterView:
+        view = await original()
+        if not stale:
+            stale.append(view)
+            await held.wait()
+        return view
+
+    reader.snapshot = first_read_held  # type: ignore[method-assign]
+    reader.break_watches()
+    await _eventually(lambda: bool(stale))
+    await writer.add_symbol("B")
+    assert "B" in (await table.refresh()).symbols
+    held.set()
+    await writer.add_symbol("C")  # the watch is back once C shows
+    await table.wait_for(lambda v: "C" in v.symbols, WAIT)
+    revisions = [revision for revision, _ in seen]
+    assert revisions == sorted(revisions), seen
+    assert all(has_b for _, has_b in seen), seen  # B, once refreshed in, never went away
+
+
+async def _eventually(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
