@@ -26,6 +26,7 @@ from matching.v1 import (
 )
 from persistence.errors import PersistenceError
 from shard.config import ShardConfig
+from shard.errors import Overloaded
 from shard.pipeline import BookView, Pipeline
 from shard.results import execute_commands, order_to_pb
 from shard.service import cancel_on_disconnect
@@ -162,6 +163,8 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
             await abort_with_code(
                 context, grpc.StatusCode.UNAVAILABLE, "order lookup failed: database unavailable"
             )
+        except Overloaded as exc:
+            await abort_with_code(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such order for this account")
         return gateway_pb2.GetOrderResponse(order=order_to_pb(row))

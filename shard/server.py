@@ -36,6 +36,7 @@ from shard.cluster_member import ClusterMember
 from shard.config import ShardConfig
 from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
+from shard.errors import Overloaded
 from shard.gateway import GatewayServicer
 from shard.idempotency import IdempotencyIndex, Key
 from shard.ownership import Ownership
@@ -52,6 +53,12 @@ SERVICE_NAMES = (
     gateway_pb2.DESCRIPTOR.services_by_name["OrderGatewayService"].full_name,
 )
 _RELOAD_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+# The pool is the writer's first: its batches (two open at once), the client order id lookup
+# and moves each take a connection. Other users are capped so that none of them can make a
+# batch wait: a flood of GetOrder calls, or a failed commit that touched many symbols.
+READS_AT_ONCE = 2  # GetOrder lookups holding a connection together
+READS_QUEUED = 64  # ... and waiting for one; past it GetOrder answers RESOURCE_EXHAUSTED
+RELOADS_AT_ONCE = 2  # symbols reloading together after a failed commit
 
 
 def grpc_options(config: ShardConfig) -> list[tuple[str, int]]:
@@ -112,6 +119,9 @@ class ShardNode:
         self.controller: Controller | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._reads = asyncio.Semaphore(READS_AT_ONCE)
+        self._reads_waiting = 0  # lookups holding or waiting for one of ``_reads``
+        self._reloading = asyncio.Semaphore(RELOADS_AT_ONCE)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -223,9 +233,17 @@ class ShardNode:
     async def _find_order(
         self, symbol: str, account: str, order_id: int, client_order_id: str
     ) -> tuple[object, ...] | None:
-        with translated("order lookup"):
-            async with self.pool.connection() as conn:
-                return await find_order(conn, symbol, account, order_id, client_order_id)
+        """The committed order; Overloaded when too many lookups are already waiting."""
+        if self._reads_waiting >= READS_AT_ONCE + READS_QUEUED:
+            raise Overloaded("too many order lookups at once; retry")
+        self._reads_waiting += 1
+        try:
+            async with self._reads:
+                with translated("order lookup"):
+                    async with self.pool.connection() as conn:
+                        return await find_order(conn, symbol, account, order_id, client_order_id)
+        finally:
+            self._reads_waiting -= 1
 
     async def _reload(self, symbol: str) -> None:
         """After a failed commit: reload the symbol from Postgres, retrying until it works."""
@@ -235,7 +253,8 @@ class ShardNode:
         attempt = 0
         while True:
             try:
-                await self.custody.reload(symbol, owned.epoch)
+                async with self._reloading:
+                    await self.custody.reload(symbol, owned.epoch)
             except PersistenceError as exc:
                 delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
                 log.warning("reload symbol=%s failed (%s); retrying in %.1fs", symbol, exc, delay)
