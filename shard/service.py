@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -13,18 +12,14 @@ import grpc
 from api.status import bad_request_status
 from api.validation import validate_command_count
 from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
-from shard.admission import Outcome
 from shard.config import ShardConfig
-from shard.engine import Command, MassCancel
-from shard.errors import REASON_SYMBOL_RECOVERING, CommandFailure, Overloaded
+from shard.engine import MassCancel
+from shard.errors import Overloaded
 from shard.pipeline import Pipeline
 from shard.results import execute_commands
 from shard.streams import StreamSession, Subscribers, run_session
 
 log = logging.getLogger(__name__)
-
-RECOVERY_PAUSE = 0.2  # seconds between tries on symbols still reloading
-RECOVERY_WAIT = 30.0  # then give up (logged): a reload that long means Postgres is down
 
 
 def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.ExecuteResponse:
@@ -91,33 +86,18 @@ async def cancel_on_disconnect(
 ) -> None:
     """Cancel the open orders of accounts whose stream asked for it, on every owned symbol,
     unless (``spare_clean_end``, a client's Trade stream) the client ended the stream cleanly
-    (half-close after every answer). A symbol reloading after a failed commit is cancelled
-    once it serves again (bounded wait); one being handed over is the router's to cover
-    (router.gateway sends such symbols' cancels through the move buffer)."""
+    (half-close after every answer)."""
     if not session.cancel_on_disconnect or (spare_clean_end and session.clean_end):
         return
-    commands: list[Command] = [
+    commands = [
         MassCancel(symbol, account)
         for account in sorted(session.cancel_on_disconnect)
-        for symbol in pipeline.ownership.owned()
+        for symbol in pipeline.ownership.serving()
     ]
-    waited = 0.0
-    while commands:
-        try:
-            outcomes = await pipeline.submit(commands, protective=True)
-        except Overloaded as exc:  # shutting down: the orders stay (durably) as they are
-            log.warning("cancel on disconnect not run for %d accounts: %s",
-                        len(session.cancel_on_disconnect), exc)  # fmt: skip
-            return
-        commands = [c for c, o in zip(commands, outcomes, strict=True) if _recovering(o)]
-        if commands and waited >= RECOVERY_WAIT:
-            log.warning("cancel on disconnect: %d symbol cancels still refused after %.0fs"
-                        " of recovery", len(commands), waited)  # fmt: skip
-            return
-        if commands:
-            await asyncio.sleep(RECOVERY_PAUSE)
-            waited += RECOVERY_PAUSE
-
-
-def _recovering(outcome: Outcome) -> bool:
-    return isinstance(outcome, CommandFailure) and outcome.reason == REASON_SYMBOL_RECOVERING
+    if not commands:
+        return
+    try:
+        await pipeline.submit(commands, protective=True)
+    except Overloaded as exc:  # shutting down: the orders stay (durably) as they are
+        log.warning("cancel on disconnect not run for %d accounts: %s",
+                    len(session.cancel_on_disconnect), exc)  # fmt: skip

@@ -203,25 +203,3 @@ async def test_stop_answers_a_batch_held_in_its_client_order_id_lookup() -> None
     await shard.pipeline.stop(timeout=0.2)
     [outcome] = await asyncio.wait_for(placed, 2)
     assert isinstance(outcome, CommandFailure) and outcome.message == "shutting down"
-
-
-async def test_cancel_on_disconnect_waits_for_a_recovering_symbol() -> None:
-    """Skipped as not serving, a symbol reloading at the disconnect would come back with the
-    gone client's orders resting."""
-    shard = Shard()
-    first = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
-    await until(lambda: len(shard.writer.started) == 1)
-    shard.writer.started[0].release.set_result(PersistenceError("connection lost"))
-    await first
-    assert shard.state() is SymbolState.RECOVERING
-    session = StreamSession(4, 1.0)
-    session.cancel_on_disconnect.add("mm-1")
-    done = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, session))
-    await asyncio.sleep(0.3)  # refused once at least: still recovering
-    assert len(shard.writer.started) == 1 and not done.done()
-    shard.reloads_may_finish.set()
-    await until(lambda: len(shard.writer.started) == 2, timeout=5.0)
-    assert [j.account for j in shard.writer.started[1].rows.journal] == ["mm-1"]
-    shard.writer.started[1].release.set_result(None)
-    await asyncio.wait_for(done, 5)
-    await shard.pipeline.stop(timeout=1.0)
