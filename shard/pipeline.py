@@ -188,9 +188,10 @@ class Pipeline:
         """Return once every batch matched before this call has committed (or failed).
 
         An empty submission goes through the same ordered path as any other: batches commit
-        in order, so when it is released everything ahead of it has been too.
+        in order, so when it is released everything ahead of it has been too. Protective:
+        a full inbox must not fail a hand-over halfway.
         """
-        await self.submit([])
+        await self.submit([], protective=True)
 
     # --- matcher ----------------------------------------------------------------------
 

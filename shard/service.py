@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -20,6 +21,8 @@ from shard.results import execute_commands
 from shard.streams import StreamSession, Subscribers, run_session
 
 log = logging.getLogger(__name__)
+
+CANCEL_CHUNK = 1_000  # mass cancels per submission (a batch matches synchronously)
 
 
 def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.ExecuteResponse:
@@ -94,10 +97,15 @@ async def cancel_on_disconnect(
         for account in sorted(session.cancel_on_disconnect)
         for symbol in pipeline.ownership.serving()
     ]
-    if not commands:
-        return
-    try:
-        await pipeline.submit(commands, protective=True)
-    except Overloaded as exc:  # shutting down: the orders stay (durably) as they are
+    # In chunks: a submission is matched whole, and these are accounts x symbols.
+    chunks = [commands[i : i + CANCEL_CHUNK] for i in range(0, len(commands), CANCEL_CHUNK)]
+    done = await asyncio.gather(
+        *(pipeline.submit(c, protective=True) for c in chunks), return_exceptions=True
+    )
+    refused = [e for e in done if isinstance(e, BaseException)]
+    for exc in refused:
+        if not isinstance(exc, Overloaded):
+            raise exc
+    if refused:  # shutting down: the orders stay (durably) as they are
         log.warning("cancel on disconnect not run for %d accounts: %s",
-                    len(session.cancel_on_disconnect), exc)  # fmt: skip
+                    len(session.cancel_on_disconnect), refused[0])  # fmt: skip

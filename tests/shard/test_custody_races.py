@@ -203,3 +203,37 @@ async def test_stop_answers_a_batch_held_in_its_client_order_id_lookup() -> None
     await shard.pipeline.stop(timeout=0.2)
     [outcome] = await asyncio.wait_for(placed, 2)
     assert isinstance(outcome, CommandFailure) and outcome.message == "shutting down"
+
+
+async def test_a_large_cancel_on_disconnect_is_matched_in_capped_batches() -> None:
+    shard = Shard(BatchCaps(max_commands=1_500))
+    session = StreamSession(4, 1.0)
+    session.cancel_on_disconnect.update(f"mm-{i}" for i in range(2_500))
+    done = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, session))
+    await until(lambda: sum(len(c.rows.journal) for c in shard.writer.started) == 2_500)
+    assert max(len(c.rows.journal) for c in shard.writer.started) <= 1_500
+    for commit in shard.writer.started:
+        commit.release.set_result(None)
+    await asyncio.wait_for(done, 5)
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_barrier_passes_an_inbox_filled_past_its_cap_by_protective_commands() -> None:
+    shard = Shard(BatchCaps(max_pending=1))
+    session = StreamSession(4, 1.0)
+    session.cancel_on_disconnect.update({"mm-1", "mm-2"})
+    placed = []
+    for n, cloid in enumerate("ab", 1):  # one batch each: both batch slots taken
+        placed.append(asyncio.ensure_future(shard.pipeline.submit([order(cloid)])))
+        await until(lambda n=n: len(shard.writer.started) == n)
+    cancels = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, session))
+    await until(lambda: shard.pipeline._inbox_commands == 2)  # past max_pending: protective
+    barrier = asyncio.ensure_future(shard.pipeline.barrier())
+    await asyncio.sleep(0.01)
+    assert not barrier.done()  # waiting its turn, not refused
+    for commit in shard.writer.started:
+        commit.release.set_result(None)
+    await until(lambda: len(shard.writer.started) == 3)
+    shard.writer.started[2].release.set_result(None)
+    await asyncio.wait_for(asyncio.gather(*placed, cancels, barrier), 5)
+    await shard.pipeline.stop(timeout=1.0)
