@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -69,8 +70,8 @@ class Table(Protocol):
 class _Request:
     """One caller's commands on their way: per command its symbol, bytes and result."""
 
-    __slots__ = ("bodies", "commands", "deadline", "deadlines", "kinds", "parts", "results",
-                 "seq", "symbols")  # fmt: skip
+    __slots__ = ("bodies", "commands", "deadline", "deadlines", "held", "kinds", "parts",
+                 "results", "seq", "symbols")  # fmt: skip
 
     def __init__(
         self, commands: Sequence[orders_pb2.OrderCommand], deadline: int, seq: int
@@ -85,6 +86,7 @@ class _Request:
         self.deadlines: list[int] = [0] * n
         self.results: list[CommandResult | None] = [None] * n
         self.parts: list[Part] = []
+        self.held: list[str] = []  # symbols refused by a shard, held until the retry is placed
 
 
 class Dispatcher:
@@ -120,7 +122,7 @@ class Dispatcher:
         """One result per command, in order; ``deadline`` in ns since the epoch."""
         request = _Request(commands, deadline, next(self._arrivals))
         routed, fan_outs = self._prepare(request)
-        parts, sent = self._dispatch(request, routed)
+        parts = self._dispatch(request, routed)
         spread = [(i, self._fan_out(request, i)) for i in fan_outs]
         try:
             await self._settle(request, [*parts, *(p for _, ps in spread for p in ps)])
@@ -128,15 +130,14 @@ class Dispatcher:
             if retry:
                 self.retried += len(retry)
                 await self._before_retry(request, retry)
-                again, sent_again = self._dispatch(request, [i for i, _, _ in retry])
-                self.buffers.settled(sent)  # the retries are in place: later ones may go
-                sent = sent_again
+                again = self._dispatch(request, [i for i, _, _ in retry])
+                self._release_held(request)  # the retries are in place: later ones may go
                 await self._settle(request, again)
                 self._collect(request, again)
             for i, fan_parts in spread:
                 request.results[i] = _merge_mass_cancels(fan_parts)
         finally:
-            self.buffers.settled(sent)
+            self._release_held(request)
             for part in request.parts:
                 if not part.future.done():
                     part.future.cancel()  # the link skips what it has not sent yet
@@ -169,9 +170,10 @@ class Dispatcher:
             (routed if symbol else fan_outs).append(i)
         return routed, fan_outs
 
-    def _dispatch(self, request: _Request, indices: list[int]) -> tuple[list[Part], list[str]]:
-        """Send or buffer the commands; the parts and the symbols sent to shards now (held
-        unsettled in the buffers until the caller settles them)."""
+    def _dispatch(self, request: _Request, indices: list[int]) -> list[Part]:
+        """Send or buffer the commands. A symbol sent to a shard holds its buffer (if one
+        forms: a move) until the shard has answered and, if it refused, until the retry is
+        in place (``_answered``, ``_release_held``)."""
         groups: dict[ShardLink | str, tuple[list[int], list[bytes], list[int]]] = {}
         routes: dict[str, Route] = {}
         symbols, bodies, deadlines = request.symbols, request.bodies, request.deadlines
@@ -196,13 +198,31 @@ class Dispatcher:
             part = Part(idx, group_bodies, group_deadlines, request.seq)
             parts.append(part)
             if isinstance(key, ShardLink):
+                held = {symbols[i] for i in idx}
+                self.buffers.unsettled(held)
+                part.future.add_done_callback(
+                    functools.partial(self._answered, request, part, held)
+                )
                 send(part, key, symbols[idx[0]])
             else:
                 self.buffers.add(key, part)
         request.parts.extend(parts)
-        sent = [symbol for symbol, route in routes.items() if isinstance(route, ShardLink)]
-        self.buffers.unsettled(sent)
-        return parts, sent
+        return parts
+
+    def _answered(self, request: _Request, part: Part, held: set[str], _: object) -> None:
+        """A part's shard answered (or the caller gave up): release its symbols, but keep
+        those it refused held until their retry is in place."""
+        refused = set()
+        if not part.final and not part.future.cancelled():
+            symbols = request.symbols
+            refused = {symbols[i] for j, i in enumerate(part.indices)
+                       if _did_nothing(part.results[j])}  # fmt: skip
+        self.buffers.settled(held - refused)
+        request.held.extend(refused)
+
+    def _release_held(self, request: _Request) -> None:
+        self.buffers.settled(request.held)
+        request.held.clear()
 
     def _fan_out(self, request: _Request, i: int) -> list[Part]:
         """A mass cancel without a symbol goes to every shard (each covers its symbols)."""

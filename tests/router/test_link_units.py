@@ -236,18 +236,22 @@ async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -
 
 
 class _Table:
-    """The assignment table a dispatcher reads, changed by the test."""
+    """The assignment table a dispatcher reads, changed by the test (``owners``)."""
 
-    def __init__(self, symbol: str, assignment: Assignment) -> None:
-        self.symbol = symbol
-        self.current = assignment
+    def __init__(self, **owners: str) -> None:
+        self.current = {
+            symbol: Assignment(symbol, shard, AssignmentState.ACTIVE)
+            for symbol, shard in owners.items()
+        }
+
+    def set(self, symbol: str, shard: str, state: AssignmentState, target: str = "") -> None:
+        self.current[symbol] = Assignment(symbol, shard, state, target=target)
 
     def assignment(self, symbol: str) -> Assignment | None:
-        return self.current if symbol == self.symbol else None
+        return self.current.get(symbol)
 
     def view(self) -> ClusterView:
-        return ClusterView(symbols=frozenset({self.symbol}),
-                           assignments={self.symbol: self.current})  # fmt: skip
+        return ClusterView(symbols=frozenset(self.current), assignments=dict(self.current))
 
     async def wait_for(self, predicate: Any, timeout: float) -> ClusterView:
         return self.view()
@@ -267,10 +271,28 @@ class _Links:
         return list(self.links.values())
 
 
-def _place(price: int) -> orders_pb2.OrderCommand:
+def _place(price: int, symbol: str = "BTC-USDT") -> orders_pb2.OrderCommand:
     return orders_pb2.OrderCommand(place_order=orders_pb2.PlaceOrder(
-        symbol="BTC-USDT", account="mm", side=1, order_type=1, time_in_force=1, price=price,
+        symbol=symbol, account="mm", side=1, order_type=1, time_in_force=1, price=price,
         quantity=1))  # fmt: skip
+
+
+def _links(*shards: str) -> dict[str, ShardLink]:
+    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
+    links = {s: ShardLink(s, "127.0.0.1:1", router_config(), hooks) for s in shards}
+    for link in links.values():
+        link.ready = True
+    return links
+
+
+async def _close(links: dict[str, ShardLink]) -> None:
+    for link in links.values():
+        link.ready = False
+        await link.close()
+
+
+def _ok() -> orders_pb2.CommandResult:
+    return orders_pb2.CommandResult(report=orders_pb2.ExecutionReport(seq=1))
 
 
 def _prices(link: ShardLink) -> list[int]:
@@ -284,21 +306,19 @@ def _prices(link: ShardLink) -> list[int]:
 async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_later_ones() -> None:
     """C1 went to shard A; the symbol then moved, C2 was buffered, and B became ACTIVE
     before A's refusal of C1 came back: C2 must not be drained to B ahead of C1's retry."""
-    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
-    a, b = (ShardLink(s, "127.0.0.1:1", router_config(), hooks) for s in ("shard-a", "shard-b"))
-    a.ready = b.ready = True
-    table = _Table("BTC-USDT", Assignment("BTC-USDT", "shard-a", AssignmentState.ACTIVE))
-    dispatcher = Dispatcher(table, _Links({"shard-a": a, "shard-b": b}),  # type: ignore[arg-type]
-                            router_config(buffer_max_seconds=5.0))  # fmt: skip
+    links = _links("shard-a", "shard-b")
+    a, b = links["shard-a"], links["shard-b"]
+    table = _Table(**{"BTC-USDT": "shard-a"})
+    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
     far = time.time_ns() + 5_000_000_000
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     await asyncio.sleep(0)
     assert _prices(a) == [1]  # sent to A, not answered yet
-    table.current = Assignment("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
+    table.set("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
     second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
     await asyncio.sleep(0)
     assert dispatcher.buffers.count("BTC-USDT") == 1
-    table.current = Assignment("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
     dispatcher.buffers.drain()  # what the router does on the view change
     assert _prices(b) == []  # held: C1 has not settled
     refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
@@ -310,8 +330,31 @@ async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_lat
         await asyncio.sleep(0.01)
     assert _prices(b) == [1, 2]
     for part in b._queue:
-        part.answer(0, orders_pb2.CommandResult(report=orders_pb2.ExecutionReport(seq=1)))
+        part.answer(0, _ok())
     await asyncio.wait_for(asyncio.gather(first, second), 5)
-    for link in (a, b):
-        link.ready = False
-        await link.close()
+    await _close(links)
+
+
+async def test_a_slow_shard_in_the_same_request_does_not_hold_a_moved_symbol() -> None:
+    """R1 sends BTC to A and ETH to D. A answers BTC; D is slow. BTC's buffer (it moved to
+    B meanwhile) goes to B at once, not when D answers."""
+    links = _links("shard-a", "shard-b", "shard-d")
+    a, b, d = links["shard-a"], links["shard-b"], links["shard-d"]
+    table = _Table(**{"BTC-USDT": "shard-a", "ETH-USDT": "shard-d"})
+    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1), _place(9, "ETH-USDT")], far))
+    await asyncio.sleep(0)
+    assert (_prices(a), _prices(d)) == ([1], [9])
+    table.set("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
+    second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    a._queue[0].answer(0, _ok())  # executed by A before it let go
+    await asyncio.sleep(0)
+    table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    dispatcher.buffers.drain()
+    assert _prices(b) == [2]  # D has not answered ETH yet
+    b._queue[0].answer(0, _ok())
+    d._queue[0].answer(0, _ok())
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await _close(links)
