@@ -1,11 +1,12 @@
 """The ordered output of a long-lived stream (router and shard Trade / Execute sessions).
 
-Answers go out in request order (their futures are queued when the request arrives);
+Answers go out in request order (their futures are queued when the request arrives, at
+most ``inflight`` unwritten: then the session stops reading);
 unsolicited messages (maker fills, STP expiries of the stream's accounts) are queued as they
 arrive, bounded. For one symbol, reports must reach the client in seq order (gateway.proto),
 and arrival order alone does not give that: a request that arrived before a maker fill was
 committed can be answered with later seqs (it ran in the next batch) while its answer still
-sits ahead of the fill in the queue. So before an answer is written, ``earlier_than`` takes
+sits ahead of the fill in the queue. So before an answer is written, ``next_writes`` takes
 out of the queue the unsolicited messages that hold an earlier seq of one of the answer's
 symbols, to be written first. An answer's reports of one symbol are consecutive seqs (a
 request's commands to one shard run together), so no fill falls between them.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from matching.v1 import orders_pb2
@@ -25,7 +26,8 @@ OVERFLOW = object()  # too many unsolicited messages waited: cut the stream off
 
 
 class StreamOutput:
-    def __init__(self, unsolicited_cap: int) -> None:
+    def __init__(self, inflight: int, unsolicited_cap: int) -> None:
+        self._slots = asyncio.Semaphore(inflight)
         self._items: deque[Any] = deque()
         self._ready = asyncio.Event()
         self._cap = unsolicited_cap
@@ -34,8 +36,10 @@ class StreamOutput:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put_answer(self, answer: asyncio.Future[Any]) -> None:
-        self._put(answer)
+    async def put_answer(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start one request's work once a slot is free; its answer keeps its place."""
+        await self._slots.acquire()
+        self._put(asyncio.ensure_future(work()))
 
     def put_unsolicited(self, message: Any) -> bool:
         """Queue ``message`` (with ``results``); False, queueing OVERFLOW, past the cap."""
@@ -49,17 +53,23 @@ class StreamOutput:
     def put_end(self) -> None:
         self._put(END)
 
-    async def get(self) -> Any:
-        """The next item: an answer's future, an unsolicited message, END or OVERFLOW."""
+    async def next_writes(self) -> Any:
+        """The messages to write next, in order (an answer, after the unsolicited messages
+        that must precede it; or one unsolicited message), or END or OVERFLOW."""
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
         item = self._items.popleft()
-        if not isinstance(item, asyncio.Future) and item is not END and item is not OVERFLOW:
+        if item is END or item is OVERFLOW:
+            return item
+        if not isinstance(item, asyncio.Future):
             self._unsolicited -= 1
-        return item
+            return [item]
+        answer = await item
+        self._slots.release()
+        return [*self._earlier_than(answer), answer]
 
-    def earlier_than(self, answer: Any) -> list[Any]:
+    def _earlier_than(self, answer: Any) -> list[Any]:
         """Remove and return, in queue order, the unsolicited messages to write before
         ``answer`` (a resolved answer's message, with ``results``)."""
         if not self._unsolicited:

@@ -35,8 +35,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class TradeSession:
     def __init__(self, inflight: int, write_timeout: float) -> None:
-        self._slots = asyncio.Semaphore(inflight)
-        self._out = StreamOutput(UNSOLICITED_CAP)
+        self._out = StreamOutput(inflight, UNSOLICITED_CAP)
         self._write_timeout = write_timeout
         self.closed = False  # being cut off or ended: deliver() drops
         self.on_cut_off: Callable[[], object] | None = None
@@ -45,8 +44,7 @@ class TradeSession:
 
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free; its answer keeps its place."""
-        await self._slots.acquire()
-        self._out.put_answer(asyncio.ensure_future(work()))
+        await self._out.put_answer(work)
 
     def deliver(self, results: list[orders_pb2.CommandResult]) -> None:
         """Unsolicited reports (called by the link's receiver: never blocks)."""
@@ -61,17 +59,12 @@ class TradeSession:
     async def write_all(self, context: Context) -> bool:
         """Write answers in order until finish(); True if all were written."""
         while True:
-            item = await self._out.get()
-            if item is END:
+            messages = await self._out.next_writes()
+            if messages is END:
                 return True
-            if item is OVERFLOW:
+            if messages is OVERFLOW:
                 self._cut_off(context, "unsolicited reports overflowed")
                 return False
-            messages = [item]
-            if isinstance(item, asyncio.Future):
-                message = await item
-                self._slots.release()
-                messages = [*self._out.earlier_than(message), message]
             for message in messages:
                 if not await self._write(context, message):
                     return False

@@ -36,8 +36,7 @@ Wrap = Callable[[Results, Any], Any]  # builds the stream's response message
 
 class StreamSession:
     def __init__(self, inflight: int, write_timeout: float) -> None:
-        self._slots = asyncio.Semaphore(inflight)
-        self._out = StreamOutput(UNSOLICITED_CAP)
+        self._out = StreamOutput(inflight, UNSOLICITED_CAP)
         self._write_timeout = write_timeout
         self.closed = False  # set when the stream is being cut off: deliver() drops
         self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
@@ -49,8 +48,7 @@ class StreamSession:
 
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free (at most ``inflight`` unanswered)."""
-        await self._slots.acquire()
-        self._out.put_answer(asyncio.ensure_future(work()))
+        await self._out.put_answer(work)
 
     def deliver(self, message: Any) -> None:
         """An unsolicited message (maker report); never blocks the committer."""
@@ -69,17 +67,12 @@ class StreamSession:
         and the call ends with RESOURCE_EXHAUSTED, which the peer sees once it drains.
         """
         while True:
-            item = await self._out.get()
-            if item is END:
+            messages = await self._out.next_writes()
+            if messages is END:
                 return
-            if item is OVERFLOW:
+            if messages is OVERFLOW:
                 self._cut_off(context, "unsolicited reports overflowed")
                 return
-            messages = [item]
-            if isinstance(item, asyncio.Future):
-                message = await item
-                self._slots.release()
-                messages = [*self._out.earlier_than(message), message]
             for message in messages:
                 if not await self._write(context, message):
                     return
