@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import psycopg
 
+from .text_keys import unnest_texts
+
 
 class StoredPlacement(NamedTuple):
     account: str
@@ -37,27 +39,14 @@ _PLACEMENTS = (
     " JOIN orders o USING (account, client_order_id)"
     " JOIN journal j ON j.symbol = o.symbol AND j.seq = o.created_seq"
 )
-# The keys travel as two strings split in SQL: one C-level join here instead of psycopg's
-# per-element array dumping, for every batch. The separator is a control character, which
-# ids do not hold (the edge refuses them); a key that does goes as arrays instead.
-_SEP = "\x1f"
-_BY_STRINGS = _PLACEMENTS.format(
-    keys="unnest(string_to_array(%s, E'\\x1f'), string_to_array(%s, E'\\x1f'))"
-)
-_BY_ARRAYS = _PLACEMENTS.format(keys="unnest(%s::text[], %s::text[])")
 
 
 async def find_placements(
     conn: psycopg.AsyncConnection, keys: list[tuple[str, str]]
 ) -> list[StoredPlacement]:
     """One round trip for a batch's unseen client order ids, plus one for their fills."""
-    accounts = _SEP.join([k[0] for k in keys])
-    cloids = _SEP.join([k[1] for k in keys])
-    separators = len(keys) - 1
-    if accounts.count(_SEP) == separators and cloids.count(_SEP) == separators:
-        cur = await conn.execute(_BY_STRINGS, (accounts, cloids))
-    else:
-        cur = await conn.execute(_BY_ARRAYS, ([k[0] for k in keys], [k[1] for k in keys]))
+    unnest, params = unnest_texts([[k[0] for k in keys], [k[1] for k in keys]])
+    cur = await conn.execute(_PLACEMENTS.format(keys=unnest), params)
     found = [StoredPlacement._make((*row, [])) for row in await cur.fetchall()]
     if found:
         await _attach_fills(conn, found)

@@ -1,13 +1,15 @@
 """Admission of one command into a batch: owner check, idempotency, engine, recording.
 
-Runs inside the matcher's synchronous batch step; the only I/O (looking up client order
-ids this shard has not seen recently) is done beforehand, once per batch, by ``prefetch``.
+Runs inside the matcher's synchronous batch step; the only I/O (claiming the client order
+ids this shard has not seen recently, persistence.claims) is done beforehand, once per
+batch, by ``prefetch``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from persistence.claims import Claimed
 from persistence.placements import StoredPlacement
 from persistence.rows import BatchRows
 from shard.engine import Command, Fill, MatchingEngine, OrderStatus, PlaceOrder, RejectCode, Report
@@ -28,8 +30,11 @@ _new = tuple.__new__  # builds NamedTuples without their Python-level __new__
 _LATE = CommandFailure(
     REASON_DEADLINE_EXCEEDED, "the command's deadline passed before it could run; not executed"
 )
+_BOUND_ELSEWHERE = CommandFailure(
+    REASON_DUPLICATE_DIFFERENT_CONTENT, "client order id already used for another symbol"
+)
 
-Lookup = Callable[[list[Key]], Awaitable[list[StoredPlacement]]]
+Claim = Callable[[dict[Key, str]], Awaitable[Claimed]]
 Outcome = Report | Replay | CommandFailure
 
 
@@ -39,29 +44,33 @@ class Admission:
         engine: MatchingEngine,
         ownership: Ownership,
         index: IdempotencyIndex,
-        lookup: Lookup,
+        claim: Claim,
     ) -> None:
         self._engine = engine
         self._ownership = ownership
         self._index = index
-        self._lookup = lookup
+        self._claim = claim
+        self._bound: dict[Key, str] = {}  # ids of this batch bound to a symbol but not placed
 
     async def prefetch(self, commands: Iterable[Command]) -> None:
-        """Load placements for client order ids not in the index (one query per batch)."""
-        index = self._index
-        missing = list(
-            {
-                (c.account, c.client_order_id)
-                for c in commands
-                if type(c) is PlaceOrder
-                and c.client_order_id
-                and index.get((c.account, c.client_order_id)) is None
-            }
-        )
-        if not missing:
+        """Claim the client order ids not in the index (one round trip per batch), loading
+        the placements of those used before."""
+        index_get = self._index.get
+        wanted: dict[Key, str] = {}
+        self._bound = bound = {}
+        for c in commands:
+            if type(c) is PlaceOrder and c.client_order_id:
+                key = (c.account, c.client_order_id)
+                if index_get(key) is None:
+                    first = wanted.setdefault(key, c.symbol)
+                    if first != c.symbol:  # only the first may place it, even if rejected
+                        bound[key] = first
+        if not wanted:
             return
-        for stored in await self._lookup(missing):
-            index.add((stored.account, stored.client_order_id), _placement_from(stored))
+        claimed = await self._claim(wanted)
+        for stored in claimed.placements:
+            self._index.add((stored.account, stored.client_order_id), _placement_from(stored))
+        bound.update((k, s) for k, s in claimed.symbols.items() if s != wanted[k])
 
     def admit_all(
         self,
@@ -77,6 +86,7 @@ class Admission:
         index_get, index_add = self._index.get, self._index.add
         execute = self._engine.execute
         epochs = rows.epochs
+        bound = self._bound
         serving = SymbolState.SERVING
         outcomes: list[Outcome] = []
         for i, cmd in enumerate(commands):
@@ -93,6 +103,9 @@ class Admission:
                 seen = index_get(key)
                 if seen is not None:
                     outcomes.append(_replay(seen, fingerprint(cmd)))
+                    continue
+                if bound and bound.get(key, symbol) != symbol:
+                    outcomes.append(_BOUND_ELSEWHERE)
                     continue
                 report = execute(cmd)
                 if report.order_id:

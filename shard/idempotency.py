@@ -1,9 +1,9 @@
 """Client order id idempotency: a retry with the same content gets the original result.
 
-The durable guard is the UNIQUE (account, client_order_id) index in Postgres; this index
-keeps recent placements in memory (bounded, oldest out) so that retries are
-answered without a query, and so that a retry racing its original inside the pipeline sees
-it before it commits. Misses are looked up in Postgres once per batch.
+The durable guard is the claim of each id in Postgres (persistence.claims), made once per
+batch for the ids missing here, before the batch is matched; this index keeps recent
+placements in memory (bounded, oldest out) so that retries are answered without a query,
+and so that a retry racing its original inside the pipeline sees it before it commits.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ class Pipeline:
                 self._requeue(subs)
                 raise
             except Exception as exc:  # the matcher must outlive any lookup failure
-                log.warning("client order id lookup failed: %s", exc)
+                log.warning("client order id claim failed: %s", exc)
                 self._refuse(subs, "database unavailable; retry")
                 continue
             finally:

@@ -25,10 +25,11 @@ from cluster.etcd import EtcdRegistry
 from cluster.registry import Registry
 from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
+from persistence.claims import Claimed, claim_client_order_ids
 from persistence.errors import PersistenceError, translated
 from persistence.loader import list_symbols
 from persistence.migrate import migrate
-from persistence.placements import StoredPlacement, find_order, find_placements
+from persistence.placements import find_order
 from persistence.writer import BatchWriter, configure_connection
 from shard import gc_policy
 from shard.admission import Admission
@@ -93,7 +94,7 @@ class ShardNode:
         )
         self.subscribers = Subscribers()
         writer = BatchWriter(self.pool, timeout=config.pg_timeout)
-        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._lookup)
+        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
         self.pipeline = Pipeline(
             self.engine, self.ownership, admission, writer.start, self._reload, config.caps
         )
@@ -225,10 +226,10 @@ class ShardNode:
         if self._registry is not None:
             await self._registry.close()
 
-    async def _lookup(self, keys: list[Key]) -> list[StoredPlacement]:
-        with translated("client order id lookup"):
+    async def _claim(self, wanted: dict[Key, str]) -> Claimed:
+        with translated("client order id claim"):
             async with self.pool.connection() as conn:
-                return await find_placements(conn, keys)
+                return await claim_client_order_ids(conn, wanted)
 
     async def _find_order(
         self, symbol: str, account: str, order_id: int, client_order_id: str

@@ -3,37 +3,16 @@ rollback, fencing. (Through the shard the writer is exercised by tests/shard/.)"
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from persistence.copy_text import JOURNAL_ROW, ORDER_ROW, array_literals, encode_rows
 from persistence.errors import FencedError
 from persistence.fencing import claim_next_epoch
-from persistence.migrate import migrate
 from persistence.placements import find_placements
-from persistence.rows import BatchRows, FillRow, JournalRow, OrderRow, OrderUpdate
-from persistence.symbols import create_symbol
-from persistence.writer import BatchWriter, configure_connection
-
-SYMBOL = "BTC-USD"
-
-
-def order(order_id: int, account: str = "a", cloid: str = "", leaves: int = 5) -> OrderRow:
-    return OrderRow(order_id, SYMBOL, account, cloid, 1, 1, 1, False, 1, 100, 5, 0, leaves,
-                    0, order_id, order_id, order_id)  # fmt: skip
-
-
-def journal(seq: int, account: str = "a", cloid: str = "", epoch: int = 1) -> JournalRow:
-    return JournalRow(SYMBOL, seq, 1, account, cloid, seq, 1, 1, 1, True, 1, 100, 5, 0, 0, 0,
-                      0, 5, epoch)  # fmt: skip
-
-
-def batch(epoch: int = 1) -> BatchRows:
-    return BatchRows(epochs={SYMBOL: epoch})
-
+from persistence.rows import FillRow, OrderUpdate
+from persistence.writer import BatchWriter
+from tests.persistence.support import SYMBOL, batch, journal, order, rows
 
 # --- the wire formats (no database) --------------------------------------------------------
 
@@ -60,24 +39,6 @@ def test_update_columns_become_array_literals_with_nulls() -> None:
 
 
 # --- against Postgres ----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[AsyncConnectionPool]:
-    await migrate(pg_dsn)
-    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
-        await create_symbol(conn, SYMBOL)
-        assert await claim_next_epoch(conn, SYMBOL, "shard-1") == 1
-    async with AsyncConnectionPool(
-        pg_dsn, min_size=1, max_size=4, configure=configure_connection, open=False
-    ) as pool:
-        yield pool
-
-
-async def rows(pool: AsyncConnectionPool, sql: str) -> list[tuple[object, ...]]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(sql)
-        return await cur.fetchall()
 
 
 async def test_strings_are_stored_exactly_escaped_or_not(pool: AsyncConnectionPool) -> None:

@@ -7,8 +7,8 @@ a move proceed before the batches ahead of it had committed."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from persistence.claims import Claimed
 from persistence.errors import FencedError, PersistenceError
 from shard.admission import Admission
 from shard.custody import SymbolCustody
@@ -19,6 +19,7 @@ from shard.ownership import Ownership, SymbolState
 from shard.pipeline import BatchCaps, Pipeline
 from shard.service import cancel_on_disconnect
 from shard.streams import StreamSession
+from tests.shard.support import all_new
 from tests.shard.test_pipeline import SYMBOL, ScriptedWriter, order, until
 
 
@@ -34,7 +35,7 @@ class Shard:
         self.reloads_may_finish = asyncio.Event()
         self.reloaded: list[int] = []
         self.writer = ScriptedWriter()
-        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._lookup)
+        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
         self.pipeline = Pipeline(
             self.engine,
             self.ownership,
@@ -46,11 +47,11 @@ class Shard:
         self.custody = SymbolCustody(None, self.engine, self.ownership, self.pipeline, "a")  # type: ignore[arg-type]
         self.pipeline.start()
 
-    async def _lookup(self, keys: object) -> list[Any]:
+    async def _claim(self, wanted: object) -> Claimed:
         self.lookups += 1
         if 1 < self.lookups <= 1 + self.failing_lookups:
-            raise PersistenceError("client order id lookup: pool timeout")
-        return []
+            raise PersistenceError("client order id claim: pool timeout")
+        return await all_new(wanted)
 
     async def _reload(self, symbol: str) -> None:
         """As the node's reload, with the book rebuilt empty (what Postgres holds here)."""
@@ -193,11 +194,11 @@ async def test_stop_answers_a_batch_held_in_its_client_order_id_lookup() -> None
     shard = Shard()
     stuck = asyncio.Event()
 
-    async def lookup(keys: object) -> list[Any]:
+    async def claim(wanted: object) -> Claimed:
         await stuck.wait()  # a database that never answers
-        return []
+        return await all_new(wanted)
 
-    shard.pipeline._admission._lookup = lookup  # type: ignore[method-assign]
+    shard.pipeline._admission._claim = claim  # type: ignore[method-assign]
     placed = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
     await asyncio.sleep(0.01)  # the matcher holds the batch in its lookup
     await shard.pipeline.stop(timeout=0.2)

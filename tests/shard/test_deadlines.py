@@ -26,7 +26,7 @@ from shard.engine import MatchingEngine, PlaceOrder, Report, SymbolSpec
 from shard.errors import CommandFailure
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership
-from tests.shard.support import config, place, prepare_db, running_node
+from tests.shard.support import all_new, config, place, prepare_db, running_node
 
 
 async def test_command_past_its_deadline_is_refused_and_not_journaled(pg_dsn: str) -> None:
@@ -100,10 +100,7 @@ def test_the_deadline_is_judged_when_the_batch_is_matched() -> None:
     engine.add_symbol(SymbolSpec("BTC-USDT", 1))
     ownership.serve("BTC-USDT", 1)
 
-    async def no_lookup(keys: object) -> list[object]:
-        return []
-
-    admission = Admission(engine, ownership, IdempotencyIndex(), no_lookup)  # type: ignore[arg-type]
+    admission = Admission(engine, ownership, IdempotencyIndex(), all_new)
     orders = [PlaceOrder("BTC-USDT", "a", 1, 1, 100, client_order_id=f"c{i}") for i in range(3)]
     rows = BatchRows()
     matched_at = 2_000

@@ -18,6 +18,7 @@ from shard.errors import REASON_DEADLINE_EXCEEDED, REASON_OUTCOME_UNKNOWN, Comma
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership
 from shard.pipeline import Pipeline
+from tests.shard.support import all_new
 
 SYMBOL = "BTC-USDT"
 
@@ -67,14 +68,11 @@ async def setup() -> tuple[Pipeline, ScriptedWriter, IdempotencyIndex]:
     engine.add_symbol(SymbolSpec(SYMBOL, 1))
     ownership.serve(SYMBOL, 1)
 
-    async def no_lookup(keys: object) -> list[object]:
-        return []
-
     async def reload(symbol: str) -> None:
         ownership.serve(symbol, 1)
 
     writer = ScriptedWriter()
-    admission = Admission(engine, ownership, index, no_lookup)  # type: ignore[arg-type]
+    admission = Admission(engine, ownership, index, all_new)
     pipeline = Pipeline(engine, ownership, admission, writer.start, reload)
     pipeline.start()
     return pipeline, writer, index

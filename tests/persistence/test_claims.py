@@ -1,0 +1,80 @@
+"""Client order id claims against a real Postgres: new ids are bound to their symbol in one
+statement, ids bound before come back with their symbol and placement, and the migration
+binds every id already placed."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from persistence.claims import Claimed, claim_client_order_ids
+from persistence.migrate import available_migrations, migrate
+from persistence.writer import BatchWriter
+from tests.persistence.support import SYMBOL, batch, journal, order, rows
+
+OTHER = "ETH-USD"
+
+
+async def claim(pool: AsyncConnectionPool, wanted: dict[tuple[str, str], str]) -> Claimed:
+    async with pool.connection() as conn:
+        return await claim_client_order_ids(conn, wanted)
+
+
+async def test_new_ids_are_bound_to_their_symbols(pool: AsyncConnectionPool) -> None:
+    wanted = {("a", "c1"): SYMBOL, ("a", "c2"): OTHER, ("b", "c\x1fsep"): SYMBOL}
+    assert await claim(pool, wanted) == Claimed([], {})
+    stored = await rows(pool, "SELECT account, client_order_id, symbol FROM client_order_claims")
+    assert sorted(stored) == sorted((a, c, s) for (a, c), s in wanted.items())
+
+
+async def test_ids_bound_before_come_back_with_their_symbol_and_placement(
+    pool: AsyncConnectionPool,
+) -> None:
+    await claim(pool, {("a", "placed"): SYMBOL, ("a", "unplaced"): SYMBOL})
+    placed = batch()
+    placed.orders[1] = order(1, "a", "placed")
+    placed.journal.append(journal(1, "a", "placed"))
+    await BatchWriter(pool).commit(placed)
+
+    again = await claim(
+        pool, {("a", "placed"): OTHER, ("a", "unplaced"): OTHER, ("a", "new"): OTHER}
+    )
+
+    assert again.symbols == {
+        ("a", "placed"): SYMBOL,
+        ("a", "unplaced"): SYMBOL,
+        ("a", "new"): OTHER,
+    }
+    assert [(p.client_order_id, p.symbol, p.order_id) for p in again.placements] == [
+        ("placed", SYMBOL, 1)
+    ]
+    (count,) = (await rows(pool, "SELECT count(*) FROM client_order_claims"))[0]
+    assert count == 3  # the new id was claimed too, the bound ones left as they were
+
+
+async def test_the_migration_binds_every_id_already_placed(pg_dsn: str) -> None:
+    first = available_migrations()[0]
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await migrate_only(conn, first.version, first.name, first.sql)
+        for order_id, cloid in [(1, "c1"), (2, None)]:
+            await conn.execute(
+                "INSERT INTO orders VALUES (%s, %s, 'a', %s, 1, 1, 1, false, 1, 100, 5, 0, 5,"
+                " 0, 1, 1, 1)",
+                (order_id, SYMBOL, cloid),
+            )
+    await migrate(pg_dsn)
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT account, client_order_id, symbol FROM client_order_claims")
+        assert await cur.fetchall() == [("a", "c1", SYMBOL)]
+
+
+async def migrate_only(conn: psycopg.AsyncConnection, version: int, name: str, sql: str) -> None:
+    """A database as an older release left it: only the first migration applied."""
+    await conn.execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    await conn.execute(sql.encode())
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+    )
