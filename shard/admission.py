@@ -12,7 +12,16 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from persistence.claims import Claimed
 from persistence.placements import StoredPlacement
 from persistence.rows import BatchRows
-from shard.engine import Command, Fill, MatchingEngine, OrderStatus, PlaceOrder, RejectCode, Report
+from shard.engine import (
+    Command,
+    Fill,
+    MassCancel,
+    MatchingEngine,
+    OrderStatus,
+    PlaceOrder,
+    RejectCode,
+    Report,
+)
 from shard.errors import (
     REASON_DEADLINE_EXCEEDED,
     REASON_DUPLICATE_DIFFERENT_CONTENT,
@@ -115,6 +124,22 @@ class Admission:
             record(cmd, report, owned.epoch, rows)
             epochs[symbol] = owned.epoch
             touched.add(symbol)
+            outcomes.append(report)
+        return outcomes
+
+    def admit_owed(
+        self, cancels: list[MassCancel], rows: BatchRows, touched: set[str]
+    ) -> list[Outcome]:
+        """Mass cancels owed to gone clients, on symbols whose book this shard holds
+        (serving, or moving and not yet handed over: the caller checks)."""
+        outcomes: list[Outcome] = []
+        for cmd in cancels:
+            owned = self._ownership.get(cmd.symbol)
+            assert owned is not None and owned.state is not SymbolState.RECOVERING
+            report = self._engine.execute(cmd)
+            record(cmd, report, owned.epoch, rows)
+            rows.epochs[cmd.symbol] = owned.epoch
+            touched.add(cmd.symbol)
             outcomes.append(report)
         return outcomes
 

@@ -12,6 +12,11 @@ never acknowledged); the symbols they touched refuse commands (UNAVAILABLE, retr
 while background tasks reload them from Postgres (or they are dropped if fenced); other
 symbols keep trading. A generation number makes sure no batch matched before the failure
 is ever committed, and that a batch being formed during the failure is re-formed.
+
+Cancels owed to gone clients (``owe_cancels``: cancel-on-disconnect on a symbol that was
+reloading or moving, or whose cancel failed with its batch) run first in the first batch
+matched once the symbol's book is this shard's again: nothing the client placed after the
+disconnect can be admitted before them, and nothing it had placed before escapes them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,9 +35,9 @@ from opentelemetry.trace import Link, SpanContext, StatusCode
 from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
 from shard.admission import Admission, Outcome
-from shard.engine import Command, Level, MatchingEngine, Side, SymbolStatus
+from shard.engine import Command, Level, MassCancel, MatchingEngine, Side, SymbolStatus
 from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure, Overloaded
-from shard.ownership import Ownership
+from shard.ownership import Ownership, SymbolState
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -88,6 +93,7 @@ class _Batch:
     touched: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
     books: dict[str, BookView] = field(default_factory=dict)  # as of this batch's last command
+    owed: dict[str, set[str]] = field(default_factory=dict)  # cancels owed, run in this batch
     commit: Commit | None = None  # None: nothing to write (an empty or all-refused batch)
     span: trace.Span | None = None
 
@@ -119,6 +125,7 @@ class Pipeline:
         self._reloads: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._forming = False  # the matcher holds a batch it is looking up client order ids for
+        self._owed: dict[str, set[str]] = {}  # symbol -> accounts owed a mass cancel there
         self.after_commit: list[AfterCommit] = []
         self.committed_books: dict[str, BookView] = {}
 
@@ -135,7 +142,7 @@ class Pipeline:
         self._closing = True
         try:
             async with asyncio.timeout(timeout):
-                while self._inbox or self._pending or self._forming:
+                while self._inbox or self._pending or self._forming or self._cancels_due():
                     await asyncio.sleep(0.005)
         except TimeoutError:
             log.warning("pipeline stop: %d batches still pending", len(self._pending))
@@ -149,6 +156,10 @@ class Pipeline:
         for sub in self._inbox:
             _resolve_failed(sub, "shutting down")
         self._inbox.clear()
+        if self._owed:
+            log.warning(
+                "pipeline stop: cancels owed to gone clients not run on %s", sorted(self._owed)
+            )
 
     # --- submission -------------------------------------------------------------------
 
@@ -193,12 +204,18 @@ class Pipeline:
         """
         await self.submit([], protective=True)
 
+    def owe_cancels(self, symbol: str, accounts: Iterable[str]) -> None:
+        """Cancel ``accounts``' orders on ``symbol`` as soon as its book is this shard's
+        (now, if it is; after a reload; dropped, logged, if the symbol is handed over)."""
+        self._owed.setdefault(symbol, set()).update(accounts)
+        self._arrived.set()
+
     # --- matcher ----------------------------------------------------------------------
 
     async def _match_loop(self) -> None:
         while True:
             await self._slots.acquire()
-            while not self._inbox:
+            while not self._inbox and not self._cancels_due():
                 self._arrived.clear()
                 await self._arrived.wait()
             generation = self._generation
@@ -264,7 +281,7 @@ class Pipeline:
 
     def _apply(self, subs: list[_Submission], generation: int) -> _Batch:
         """Match one batch. Synchronous on purpose: nothing interleaves with it."""
-        batch = _Batch(generation, subs)
+        batch = _Batch(generation)
         batch.links = [Link(s.span) for s in subs if s.span is not None]
         count = sum(len(s.commands) for s in subs)
         admit_all = self._admission.admit_all
@@ -272,12 +289,44 @@ class Pipeline:
         with _tracer.start_as_current_span(
             "shard.batch.match", links=batch.links, attributes={"batch.commands": count}
         ):
+            self._apply_owed(batch)  # first: nothing sent after a disconnect precedes its cancel
             for sub in subs:
                 outcomes = admit_all(sub.commands, batch.rows, batch.touched, sub.deadlines, now)
+                batch.submissions.append(sub)
                 batch.outcomes.append(outcomes)
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
         return batch
+
+    def _cancels_due(self) -> bool:
+        return any(self._book_is_ours(symbol) is not False for symbol in self._owed)
+
+    def _book_is_ours(self, symbol: str) -> bool | None:
+        """True: serving or moving; False: reloading; None: no longer this shard's."""
+        owned = self.ownership.get(symbol)
+        if owned is None:
+            return None
+        return owned.state is not SymbolState.RECOVERING
+
+    def _apply_owed(self, batch: _Batch) -> None:
+        """Run the owed cancels that are due, ahead of everything else in ``batch``."""
+        cancels: list[MassCancel] = []
+        for symbol in list(self._owed):
+            ours = self._book_is_ours(symbol)
+            if ours is False:
+                continue
+            accounts = self._owed.pop(symbol)
+            if ours is None:
+                log.warning("cancel on disconnect for %d accounts on %s not run: the symbol"
+                            " went to another shard", len(accounts), symbol)  # fmt: skip
+                continue
+            batch.owed[symbol] = accounts
+            cancels.extend(MassCancel(symbol, account) for account in sorted(accounts))
+        if cancels:
+            outcomes = self._admission.admit_owed(cancels, batch.rows, batch.touched)
+            future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+            batch.submissions.append(_Submission(cancels, 0, future, None, None))
+            batch.outcomes.append(outcomes)
 
     # --- committer --------------------------------------------------------------------
 
@@ -336,6 +385,9 @@ class Pipeline:
         fenced = exc.symbols if isinstance(exc, FencedError) else {}
         log.error("commit failed (%s); failing %d batches", exc, len(failed))
         self._fail_all(failed, "commit failed; outcome not applied, retry")
+        for batch in failed:
+            for symbol, accounts in batch.owed.items():
+                self._owed.setdefault(symbol, set()).update(accounts)
         touched = set().union(*(b.touched for b in failed)) if failed else set()
         # Fenced out: the epoch the batch was written under is the one this shard holds.
         # One taken again since (a newer epoch, a fresh book) is reloaded like the others:
@@ -361,6 +413,8 @@ class Pipeline:
             await self._reload(symbol)
         finally:
             self._reloads.pop(symbol, None)
+            if symbol in self._owed:
+                self._arrived.set()
 
     def _drain_pending(self) -> list[_Batch]:
         failed = list(self._pending)

@@ -12,7 +12,7 @@ from persistence.claims import Claimed
 from persistence.errors import FencedError, PersistenceError
 from shard.admission import Admission
 from shard.custody import SymbolCustody
-from shard.engine import MatchingEngine, SymbolSpec
+from shard.engine import Command, MatchingEngine, SymbolSpec
 from shard.errors import CommandFailure
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership, SymbolState
@@ -34,6 +34,7 @@ class Shard:
         self.failing_lookups = failing_lookups  # lookups after the first that fail
         self.reloads_may_finish = asyncio.Event()
         self.reloaded: list[int] = []
+        self.durable: list[Command] = []  # what Postgres holds: replayed by a reload
         self.writer = ScriptedWriter()
         admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
         self.pipeline = Pipeline(
@@ -54,7 +55,7 @@ class Shard:
         return await all_new(wanted)
 
     async def _reload(self, symbol: str) -> None:
-        """As the node's reload, with the book rebuilt empty (what Postgres holds here)."""
+        """As the node's reload: the book rebuilt from ``durable`` (what Postgres holds)."""
         owned = self.ownership.get(symbol)
         await self.reloads_may_finish.wait()
         if owned is None or self.ownership.get(symbol) is not owned:
@@ -62,6 +63,8 @@ class Shard:
         if owned.state is SymbolState.RECOVERING:
             self.engine.remove_symbol(symbol)
             self.engine.add_symbol(SymbolSpec(symbol, 1))
+            for command in self.durable:
+                self.engine.execute(command)
             self.ownership.serve(symbol, owned.epoch)
             self.reloaded.append(owned.epoch)
 

@@ -1,0 +1,146 @@
+"""Cancel-on-disconnect where the symbol's book is away (reloading after a failed commit,
+or moving) or where the cancel fails with its batch: the cancel is owed, and runs first in
+the first batch matched once the book is this shard's again. So it takes every order the
+client had placed before the disconnect, and none it places after.
+
+Pipelines over a scripted writer (tests/shard/test_custody_races.py's Shard)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from persistence.claims import Claimed
+from persistence.errors import PersistenceError
+from shard.engine import Level, PlaceOrder, Report, Side
+from shard.ownership import SymbolState
+from shard.service import cancel_on_disconnect
+from shard.streams import StreamSession
+from tests.shard.support import all_new
+from tests.shard.test_custody_races import Shard
+from tests.shard.test_pipeline import SYMBOL, order, until
+
+PLACE, MASS_CANCEL = 1, 4  # journal kinds
+
+
+def maker(cloid: str, price: int) -> PlaceOrder:
+    return PlaceOrder(SYMBOL, "mm", Side.BUY, 1, price, client_order_id=cloid)
+
+
+def gone(*accounts: str) -> StreamSession:
+    session = StreamSession(4, 1.0)
+    session.cancel_on_disconnect.update(accounts)
+    return session
+
+
+def bids(shard: Shard) -> list[Level]:
+    return shard.engine.book(SYMBOL).depth(Side.BUY, 10)
+
+
+async def committed_resting_maker(shard: Shard) -> None:
+    resting = maker("m1", 90)
+    placed = asyncio.ensure_future(shard.pipeline.submit([resting]))
+    await until(lambda: len(shard.writer.started) == 1)
+    shard.writer.started[0].release.set_result(None)
+    await placed
+    shard.durable.append(resting)
+
+
+async def fail_next_batch(shard: Shard) -> None:
+    """Another client's batch fails to commit: the symbol reloads (until allowed)."""
+    n = len(shard.writer.started)
+    failing = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
+    await until(lambda: len(shard.writer.started) == n + 1)
+    shard.writer.started[n].release.set_result(PersistenceError("connection lost"))
+    await failing
+    assert shard.state() is SymbolState.RECOVERING
+
+
+async def test_a_cancel_owed_on_a_reloading_symbol_runs_before_what_the_client_sends_next() -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+    await fail_next_batch(shard)
+
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))  # returns: the cancel is owed
+    assert len(shard.writer.started) == 2
+
+    # The client comes back and places again: its batch is held in its client order id
+    # claim while the reload finishes, so the symbol serves when the batch is matched.
+    claim_may_finish = asyncio.Event()
+
+    async def slow_claim(wanted: object) -> Claimed:
+        await claim_may_finish.wait()
+        return await all_new(wanted)
+
+    shard.pipeline._admission._claim = slow_claim  # type: ignore[method-assign]
+    fresh = asyncio.ensure_future(shard.pipeline.submit([maker("m2", 95)]))
+    await until(lambda: shard.pipeline._forming)
+    shard.reloads_may_finish.set()
+    await until(lambda: shard.state() is SymbolState.SERVING)
+    assert bids(shard) == [Level(90, 1, 1)]  # the reload brought m1 back
+    claim_may_finish.set()
+
+    await until(lambda: len(shard.writer.started) == 3)
+    batch = shard.writer.started[2]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm"), (PLACE, "mm")]
+    batch.release.set_result(None)
+    [placed] = await fresh
+    assert isinstance(placed, Report) and placed.leaves_qty == 1
+    assert bids(shard) == [Level(95, 1, 1)]  # m1 cancelled, m2 (sent after) kept
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_cancel_that_fails_with_its_batch_runs_once_the_symbol_is_reloaded() -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+
+    cancelling = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, gone("mm")))
+    await until(lambda: len(shard.writer.started) == 2)
+    shard.writer.started[1].release.set_result(PersistenceError("connection lost"))
+    await cancelling
+    assert shard.state() is SymbolState.RECOVERING
+
+    shard.reloads_may_finish.set()
+    await until(lambda: len(shard.writer.started) == 3)  # by itself: nothing else arrives
+    batch = shard.writer.started[2]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
+    batch.release.set_result(None)
+    await until(lambda: batch in shard.writer.committed)
+    assert bids(shard) == []
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_cancel_on_a_moving_symbol_runs_before_the_hand_over() -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+    quiesced = asyncio.ensure_future(shard.custody.quiesce(SYMBOL))
+    await until(lambda: shard.state() is SymbolState.MOVING)
+    await quiesced
+
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))
+    await until(lambda: len(shard.writer.started) == 2)
+    batch = shard.writer.started[1]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
+    barrier = asyncio.ensure_future(shard.pipeline.barrier())  # as a hand-over would wait
+    batch.release.set_result(None)
+    await barrier
+    assert bids(shard) == [] and shard.state() is SymbolState.MOVING
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_cancel_owed_on_a_symbol_taken_away_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+    await fail_next_batch(shard)
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))
+
+    shard.ownership.release(SYMBOL)  # failed over to another shard meanwhile
+    with caplog.at_level(logging.WARNING, logger="shard.pipeline"):
+        shard.reloads_may_finish.set()
+        await until(lambda: "went to another shard" in caplog.text)
+    assert not shard.pipeline._owed and len(shard.writer.started) == 2
+    await shard.pipeline.stop(timeout=1.0)
