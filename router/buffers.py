@@ -11,7 +11,9 @@ not executed).
 A buffer is not drained while commands of its symbol sent earlier (to the old owner) have
 not been answered and, if refused, put back in the buffer for their one retry
 (``unsettled``/``settled``): drained before that, later commands would reach the new owner
-ahead of them.
+ahead of them. For the same reason a symbol whose owner changed with no MOVING state (a
+failover) is buffered while commands sent to its previous owner are unanswered
+(``must_wait``).
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class SymbolBuffers:
         self._parts: dict[str, deque[Part]] = {}
         self._counts: dict[str, int] = {}
         self._unsettled: dict[str, int] = {}  # requests with commands of the symbol sent
+        self._sent_to: dict[str, ShardLink] = {}  # where those went (one link: must_wait)
 
-    def unsettled(self, symbols: Iterable[str]) -> None:
-        """A request sent commands of ``symbols`` to shards: hold their buffers until it is
-        ``settled`` (answered, and any retry buffered or sent)."""
-        unsettled = self._unsettled
+    def unsettled(self, symbols: Iterable[str], link: ShardLink) -> None:
+        """A request sent commands of ``symbols`` to ``link``: hold their buffers until it
+        is ``settled`` (answered, and any retry buffered or sent)."""
+        unsettled, sent_to = self._unsettled, self._sent_to
         for symbol in symbols:
             unsettled[symbol] = unsettled.get(symbol, 0) + 1
+            sent_to[symbol] = link
 
     def settled(self, symbols: Iterable[str]) -> None:
         unsettled, released = self._unsettled, False
@@ -73,13 +77,18 @@ class SymbolBuffers:
                 unsettled[symbol] = left
             else:
                 del unsettled[symbol]
+                del self._sent_to[symbol]
                 released = released or symbol in self._parts
         if released:
             self.drain()
 
-    def holds(self, symbol: str) -> bool:
-        """True while commands of ``symbol`` wait: later ones must queue behind them."""
-        return symbol in self._parts
+    def must_wait(self, symbol: str, route: Route) -> bool:
+        """True while commands of ``symbol`` wait here, or are unanswered by a shard other
+        than ``route``'s: later ones must queue behind them. (Only a drain sends a symbol to
+        a new link, once nothing is unsettled: unsettled commands share one link.)"""
+        return symbol in self._parts or (
+            symbol in self._unsettled and self._sent_to[symbol] is not route
+        )
 
     def count(self, symbol: str) -> int:
         return self._counts.get(symbol, 0)

@@ -181,7 +181,9 @@ class Dispatcher:
             symbol = symbols[i]
             route = routes.get(symbol)
             if route is None:
-                route = WAIT if self.buffers.holds(symbol) else self.route(symbol)
+                route = self.route(symbol)
+                if self.buffers.must_wait(symbol, route):
+                    route = WAIT
                 routes[symbol] = route
             if route == UNKNOWN:
                 request.results[i] = CommandResult(error=unknown_symbol_error(symbol))
@@ -199,7 +201,7 @@ class Dispatcher:
             parts.append(part)
             if isinstance(key, ShardLink):
                 held = {symbols[i] for i in idx}
-                self.buffers.unsettled(held)
+                self.buffers.unsettled(held, key)
                 part.future.add_done_callback(
                     functools.partial(self._answered, request, part, held)
                 )

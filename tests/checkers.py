@@ -79,6 +79,7 @@ def check_durable_record(dsn: str, acked_order_ids: Iterable[int] = ()) -> Recor
     summary = RecordSummary()
     with psycopg.connect(dsn) as conn:
         _check_acked(conn, set(acked_order_ids))
+        _check_claims(conn)
         specs = {
             row[0]: SymbolSpec(row[0], row[1], row[2], row[3], row[4], row[5])
             for row in conn.execute(
@@ -101,6 +102,16 @@ def _check_acked(conn: psycopg.Connection, acked: set[int]) -> None:  # type: ig
     found = {r[0] for r in rows}
     missing = acked - found
     assert not missing, f"{len(missing)} acknowledged orders are not durable: {sorted(missing)[:5]}"
+
+
+def _check_claims(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    """Every order placed with a client order id was claimed for its own symbol first."""
+    unclaimed = conn.execute(
+        "SELECT o.order_id, o.symbol, c.symbol FROM orders o"
+        " LEFT JOIN client_order_claims c USING (account, client_order_id)"
+        " WHERE o.client_order_id IS NOT NULL AND c.symbol IS DISTINCT FROM o.symbol LIMIT 5"
+    ).fetchall()
+    assert not unclaimed, f"orders not claimed for their symbol (id, symbol, claim): {unclaimed}"
 
 
 def _check_symbol(conn: psycopg.Connection, spec: SymbolSpec) -> tuple[int, int, int]:  # type: ignore[type-arg]

@@ -5,11 +5,13 @@ binds every id already placed."""
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from persistence.claims import Claimed, claim_client_order_ids
 from persistence.migrate import available_migrations, migrate
 from persistence.writer import BatchWriter
+from tests.checkers import check_durable_record
 from tests.persistence.support import SYMBOL, batch, journal, order, rows
 
 OTHER = "ETH-USD"
@@ -78,3 +80,18 @@ async def migrate_only(conn: psycopg.AsyncConnection, version: int, name: str, s
     await conn.execute(
         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
     )
+
+
+async def test_the_record_checker_finds_an_order_placed_without_its_claim(
+    pool: AsyncConnectionPool, pg_dsn: str
+) -> None:
+    await claim(pool, {("a", "claimed"): SYMBOL, ("a", "elsewhere"): OTHER})
+    placed = batch()
+    for order_id, cloid in enumerate(["claimed", "elsewhere"], 1):
+        placed.orders[order_id] = order(order_id, "a", cloid)
+        placed.journal.append(journal(order_id, "a", cloid))
+    await BatchWriter(pool).commit(placed)
+    with pytest.raises(
+        AssertionError, match=r"not claimed for their symbol.*\(2, 'BTC-USD', 'ETH-USD'\)"
+    ):
+        check_durable_record(pg_dsn)

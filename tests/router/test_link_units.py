@@ -123,7 +123,7 @@ async def test_buffers_keep_arrival_order_and_their_bounds(link: ShardLink) -> N
     assert buffers.count("BTC-USDT") == 3 and link.queued == 0  # still not routable
     route["BTC-USDT"] = link
     buffers.drain()
-    assert not buffers.holds("BTC-USDT")
+    assert buffers.count("BTC-USDT") == 0
     request = _take(link)
     assert request is not None
     assert [c.place_order.price for c in request.commands] == [10, 20, 30]  # retried first
@@ -134,7 +134,7 @@ async def test_buffered_commands_expire(link: ShardLink) -> None:
     part = _part(2)
     buffers.add("ETH-USDT", part)
     await asyncio.wait_for(part.future, 5.0)  # the timer runs on the next loop turn
-    assert part.final and not buffers.holds("ETH-USDT")
+    assert part.final and buffers.count("ETH-USDT") == 0
     error = part.results[0].error if part.results[0] is not None else None
     assert error is not None and error.reason == RC.REJECT_CODE_SYMBOL_MOVING
     assert error.code == types_pb2.ERROR_CODE_UNAVAILABLE and error.retryable
@@ -356,5 +356,51 @@ async def test_a_slow_shard_in_the_same_request_does_not_hold_a_moved_symbol() -
     assert _prices(b) == [2]  # D has not answered ETH yet
     b._queue[0].answer(0, _ok())
     d._queue[0].answer(0, _ok())
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await _close(links)
+
+
+async def test_a_failover_seen_while_a_command_is_unanswered_keeps_the_symbol_in_order() -> None:
+    """C1 went to shard A; the table then named B the ACTIVE owner directly (a failover: no
+    MOVING state, so no buffer yet). C2 must wait for C1's answer, and C1's retry reaches B
+    first."""
+    links = _links("shard-a", "shard-b")
+    a, b = links["shard-a"], links["shard-b"]
+    table = _Table(**{"BTC-USDT": "shard-a"})
+    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
+    await asyncio.sleep(0)
+    table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    assert (_prices(a), _prices(b)) == ([1], [])  # C2 waits behind the unanswered C1
+    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
+        reason=RC.REJECT_CODE_NOT_OWNER, retryable=True))  # fmt: skip
+    a._queue[0].answer(0, refusal)
+    for _ in range(100):
+        if len(_prices(b)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert _prices(b) == [1, 2]
+    for part in b._queue:
+        part.answer(0, _ok())
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert dispatcher.buffers.count("BTC-USDT") == 0
+    await _close(links)
+
+
+async def test_commands_of_a_symbol_to_its_one_owner_are_not_held_back() -> None:
+    """The same owner, an unanswered command: the next one goes straight to the link."""
+    links = _links("shard-a")
+    a = links["shard-a"]
+    dispatcher = Dispatcher(_Table(**{"BTC-USDT": "shard-a"}), _Links(links), router_config())  # type: ignore[arg-type]
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
+    second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    assert _prices(a) == [1, 2] and dispatcher.buffers.count("BTC-USDT") == 0
+    for part in a._queue:
+        part.answer(0, _ok())
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     await _close(links)
