@@ -6,9 +6,15 @@ place it, so two shards can never both place one id. Without claims the UNIQUE i
 orders found that out only at COMMIT, failing a whole batch whose effects on the books then
 had to be reloaded (decision 0016).
 
-A claim commits without waiting for its WAL flush. That is safe: a claim matters only once
-an order names it, and that order's batch commits later with ``synchronous_commit=on``,
-which flushes the WAL up to its own commit, claims before it included.
+A claim commits without waiting for its WAL flush. That is safe: a claim matters once an
+order names it, and that order's batch commits later with ``synchronous_commit=on``, which
+flushes the WAL up to its own commit, claims before it included. Only a refusal can rest
+on a claim a crash then loses: ALREADY_EXISTS for an id another shard had just claimed,
+whose placement then never committed. The id was taken when refused; after the crash it
+may be placed after all. No accepted result ever depends on an unflushed claim.
+
+Keys are claimed in one fixed order (bytewise): two shards claiming overlapping ids in
+different orders would otherwise deadlock until Postgres broke the tie a second later.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ _CLAIM = (
     " SELECT k.account, k.client_order_id, k.symbol"
     " FROM {keys} AS k(account, client_order_id, symbol),"
     " (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+    ' ORDER BY k.account COLLATE "C", k.client_order_id COLLATE "C"'
 )
 _CLAIM_UNCLAIMED = _CLAIM + " ON CONFLICT DO NOTHING"
 _BOUND = (

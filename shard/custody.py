@@ -81,6 +81,7 @@ class SymbolCustody:
         owned = self.ownership.get(symbol)
         if owned is not None and owned.state is SymbolState.MOVING:
             self.ownership.serve(symbol, owned.epoch)
+            self._pipeline.serves_again(symbol)
 
     def drop(self, symbol: str, new_owner: str = "") -> None:
         self._engine.remove_symbol(symbol)

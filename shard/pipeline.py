@@ -13,10 +13,11 @@ while background tasks reload them from Postgres (or they are dropped if fenced)
 symbols keep trading. A generation number makes sure no batch matched before the failure
 is ever committed, and that a batch being formed during the failure is re-formed.
 
-Cancels owed to gone clients (``owe_cancels``: cancel-on-disconnect on a symbol that was
-reloading or moving, or whose cancel failed with its batch) run first in the first batch
-matched once the symbol's book is this shard's again: nothing the client placed after the
-disconnect can be admitted before them, and nothing it had placed before escapes them.
+Cancels owed to gone clients (shard.owed_cancels: cancel-on-disconnect on a symbol that
+was reloading or moving, or a cancel that could not run) run first in the first batch
+matched once the symbol serves again. They are owed in the same synchronous step that
+fails or refuses them, so nothing the client sends after the disconnect can be admitted
+before them, and nothing it had placed before escapes them.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
 from shard.admission import Admission, Outcome
 from shard.engine import Command, Level, MassCancel, MatchingEngine, Side, SymbolStatus
-from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure, Overloaded
-from shard.ownership import Ownership, SymbolState
+from shard.errors import (
+    REASON_OUTCOME_UNKNOWN,
+    REASON_SYMBOL_MOVING,
+    REASON_SYMBOL_RECOVERING,
+    CommandFailure,
+    Overloaded,
+)
+from shard.owed_cancels import OwedCancels
+from shard.ownership import Ownership
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -82,6 +90,7 @@ class _Submission:
     future: asyncio.Future[list[Outcome]]
     span: SpanContext | None  # the request's span: batch spans link to it
     deadlines: Sequence[int] | None  # per command, ns since the epoch (0 = none); None: none
+    owes: bool = False  # a gone client's mass cancels: what cannot run now is owed
 
 
 @dataclass
@@ -93,7 +102,6 @@ class _Batch:
     touched: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
     books: dict[str, BookView] = field(default_factory=dict)  # as of this batch's last command
-    owed: dict[str, set[str]] = field(default_factory=dict)  # cancels owed, run in this batch
     commit: Commit | None = None  # None: nothing to write (an empty or all-refused batch)
     span: trace.Span | None = None
 
@@ -125,7 +133,7 @@ class Pipeline:
         self._reloads: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._forming = False  # the matcher holds a batch it is looking up client order ids for
-        self._owed: dict[str, set[str]] = {}  # symbol -> accounts owed a mass cancel there
+        self.owed = OwedCancels(ownership)
         self.after_commit: list[AfterCommit] = []
         self.committed_books: dict[str, BookView] = {}
 
@@ -142,7 +150,7 @@ class Pipeline:
         self._closing = True
         try:
             async with asyncio.timeout(timeout):
-                while self._inbox or self._pending or self._forming or self._cancels_due():
+                while self._inbox or self._pending or self._forming or self.owed.due():
                     await asyncio.sleep(0.005)
         except TimeoutError:
             log.warning("pipeline stop: %d batches still pending", len(self._pending))
@@ -156,10 +164,9 @@ class Pipeline:
         for sub in self._inbox:
             _resolve_failed(sub, "shutting down")
         self._inbox.clear()
-        if self._owed:
-            log.warning(
-                "pipeline stop: cancels owed to gone clients not run on %s", sorted(self._owed)
-            )
+        if self.owed.symbols():
+            log.warning("pipeline stop: cancels owed to gone clients not run on %s",
+                        self.owed.symbols())  # fmt: skip
 
     # --- submission -------------------------------------------------------------------
 
@@ -178,6 +185,21 @@ class Pipeline:
         commands (a cancel-on-disconnect: bounded by the stream's accounts and the owned
         symbols) are taken even past ``max_pending``: refusing them would leave a gone
         client's orders resting."""
+        return await self._enqueue(commands, nbytes, deadlines, protective, owes=False)
+
+    async def cancel_for_gone_client(self, cancels: Sequence[MassCancel]) -> None:
+        """Protective mass cancels whose failures are owed, in the step that fails them
+        (refused as reloading or moving, or failed with their batch)."""
+        await self._enqueue(cancels, 0, None, protective=True, owes=True)
+
+    async def _enqueue(
+        self,
+        commands: Sequence[Command],
+        nbytes: int,
+        deadlines: Sequence[int] | None,
+        protective: bool,
+        owes: bool,
+    ) -> list[Outcome]:
         if self._closing:
             raise Overloaded("shard is shutting down")
         if not protective and self._inbox_commands + len(commands) > self._caps.max_pending:
@@ -189,6 +211,7 @@ class Pipeline:
             asyncio.get_running_loop().create_future(),
             context if context.is_valid else None,
             deadlines,
+            owes,
         )
         self._inbox.append(sub)
         self._inbox_commands += len(commands)
@@ -205,17 +228,23 @@ class Pipeline:
         await self.submit([], protective=True)
 
     def owe_cancels(self, symbol: str, accounts: Iterable[str]) -> None:
-        """Cancel ``accounts``' orders on ``symbol`` as soon as its book is this shard's
-        (now, if it is; after a reload; dropped, logged, if the symbol is handed over)."""
-        self._owed.setdefault(symbol, set()).update(accounts)
+        """Cancel ``accounts``' orders on ``symbol`` once it serves here (dropped, logged,
+        if it goes to another shard first)."""
+        self.owed.owe(symbol, accounts)
         self._arrived.set()
+
+    def serves_again(self, symbol: str) -> None:
+        """``symbol`` was put back into service (a reload, a rolled-back move): run what is
+        owed on it now, not at the next arrival."""
+        if symbol in self.owed:
+            self._arrived.set()
 
     # --- matcher ----------------------------------------------------------------------
 
     async def _match_loop(self) -> None:
         while True:
             await self._slots.acquire()
-            while not self._inbox and not self._cancels_due():
+            while not self._inbox and not self.owed.due():
                 self._arrived.clear()
                 await self._arrived.wait()
             generation = self._generation
@@ -259,6 +288,8 @@ class Pipeline:
         barriers = [sub for sub in subs if not sub.commands]
         self._inbox.extendleft(reversed(barriers))
         for sub in subs:
+            if sub.owes:
+                self.owed.owe_commands(sub.commands)
             if sub.commands:
                 _resolve_failed(sub, message)
 
@@ -294,38 +325,20 @@ class Pipeline:
                 outcomes = admit_all(sub.commands, batch.rows, batch.touched, sub.deadlines, now)
                 batch.submissions.append(sub)
                 batch.outcomes.append(outcomes)
+                if sub.owes:
+                    away = zip(sub.commands, outcomes, strict=True)
+                    self.owed.owe_commands(cancel for cancel, out in away if _away(out))
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
         return batch
 
-    def _cancels_due(self) -> bool:
-        return any(self._book_is_ours(symbol) is not False for symbol in self._owed)
-
-    def _book_is_ours(self, symbol: str) -> bool | None:
-        """True: serving or moving; False: reloading; None: no longer this shard's."""
-        owned = self.ownership.get(symbol)
-        if owned is None:
-            return None
-        return owned.state is not SymbolState.RECOVERING
-
     def _apply_owed(self, batch: _Batch) -> None:
         """Run the owed cancels that are due, ahead of everything else in ``batch``."""
-        cancels: list[MassCancel] = []
-        for symbol in list(self._owed):
-            ours = self._book_is_ours(symbol)
-            if ours is False:
-                continue
-            accounts = self._owed.pop(symbol)
-            if ours is None:
-                log.warning("cancel on disconnect for %d accounts on %s not run: the symbol"
-                            " went to another shard", len(accounts), symbol)  # fmt: skip
-                continue
-            batch.owed[symbol] = accounts
-            cancels.extend(MassCancel(symbol, account) for account in sorted(accounts))
+        cancels = self.owed.take_due()
         if cancels:
             outcomes = self._admission.admit_owed(cancels, batch.rows, batch.touched)
             future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-            batch.submissions.append(_Submission(cancels, 0, future, None, None))
+            batch.submissions.append(_Submission(cancels, 0, future, None, None, owes=True))
             batch.outcomes.append(outcomes)
 
     # --- committer --------------------------------------------------------------------
@@ -386,8 +399,9 @@ class Pipeline:
         log.error("commit failed (%s); failing %d batches", exc, len(failed))
         self._fail_all(failed, "commit failed; outcome not applied, retry")
         for batch in failed:
-            for symbol, accounts in batch.owed.items():
-                self._owed.setdefault(symbol, set()).update(accounts)
+            for sub in batch.submissions:
+                if sub.owes:
+                    self.owed.owe_commands(sub.commands)
         touched = set().union(*(b.touched for b in failed)) if failed else set()
         # Fenced out: the epoch the batch was written under is the one this shard holds.
         # One taken again since (a newer epoch, a fresh book) is reloaded like the others:
@@ -413,8 +427,7 @@ class Pipeline:
             await self._reload(symbol)
         finally:
             self._reloads.pop(symbol, None)
-            if symbol in self._owed:
-                self._arrived.set()
+            self.serves_again(symbol)
 
     def _drain_pending(self) -> list[_Batch]:
         failed = list(self._pending)
@@ -442,6 +455,14 @@ async def _abort(batches: list[_Batch]) -> None:
 def _committed(batch: _Batch) -> Iterator[tuple[Command, Outcome]]:
     for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
         yield from zip(sub.commands, outcomes, strict=True)
+
+
+def _away(outcome: Outcome) -> bool:
+    """Refused because the symbol's book is away for now (reloading, moving)."""
+    return isinstance(outcome, CommandFailure) and outcome.reason in (
+        REASON_SYMBOL_RECOVERING,
+        REASON_SYMBOL_MOVING,
+    )
 
 
 def _resolve_failed(sub: _Submission, message: str) -> None:

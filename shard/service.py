@@ -15,13 +15,7 @@ from api.validation import validate_command_count
 from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
 from shard.config import ShardConfig
 from shard.engine import MassCancel
-from shard.errors import (
-    REASON_OUTCOME_UNKNOWN,
-    REASON_SYMBOL_MOVING,
-    REASON_SYMBOL_RECOVERING,
-    CommandFailure,
-    Overloaded,
-)
+from shard.errors import Overloaded
 from shard.pipeline import Pipeline
 from shard.results import execute_commands
 from shard.streams import StreamSession, Subscribers, run_session
@@ -29,9 +23,6 @@ from shard.streams import StreamSession, Subscribers, run_session
 log = logging.getLogger(__name__)
 
 CANCEL_CHUNK = 1_000  # mass cancels per submission (a batch matches synchronously)
-# A cancel refused for these is owed (Pipeline.owe_cancels): the symbol's book is still, or
-# will be again, this shard's.
-_OWED_AFTER = frozenset({REASON_SYMBOL_RECOVERING, REASON_SYMBOL_MOVING, REASON_OUTCOME_UNKNOWN})
 
 
 def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.ExecuteResponse:
@@ -98,8 +89,8 @@ async def cancel_on_disconnect(
 ) -> None:
     """Cancel the open orders of accounts whose stream asked for it, on every owned symbol,
     unless (``spare_clean_end``, a client's Trade stream) the client ended the stream cleanly
-    (half-close after every answer). Symbols reloading or moving now, and cancels that fail
-    with their batch, are owed: the pipeline runs them once the symbol's book is back."""
+    (half-close after every answer). Symbols reloading or moving now, and cancels that
+    cannot run, are owed: the pipeline runs them once the symbol serves here again."""
     if not session.cancel_on_disconnect or (spare_clean_end and session.clean_end):
         return
     accounts = sorted(session.cancel_on_disconnect)
@@ -110,7 +101,7 @@ async def cancel_on_disconnect(
     # In chunks: a submission is matched whole, and these are accounts x symbols.
     chunks = [commands[i : i + CANCEL_CHUNK] for i in range(0, len(commands), CANCEL_CHUNK)]
     done = await asyncio.gather(
-        *(pipeline.submit(c, protective=True) for c in chunks), return_exceptions=True
+        *(pipeline.cancel_for_gone_client(c) for c in chunks), return_exceptions=True
     )
     refused = [e for e in done if isinstance(e, BaseException)]
     for exc in refused:
@@ -119,8 +110,3 @@ async def cancel_on_disconnect(
     if refused:  # shutting down: the orders stay (durably) as they are
         log.warning("cancel on disconnect not run for %d accounts: %s",
                     len(session.cancel_on_disconnect), refused[0])  # fmt: skip
-    for chunk, outcomes in zip(chunks, done, strict=True):
-        if isinstance(outcomes, list):
-            for cancel, outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, CommandFailure) and outcome.reason in _OWED_AFTER:
-                    pipeline.owe_cancels(cancel.symbol, [cancel.account])

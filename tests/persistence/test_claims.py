@@ -4,6 +4,8 @@ binds every id already placed."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -95,3 +97,28 @@ async def test_the_record_checker_finds_an_order_placed_without_its_claim(
         AssertionError, match=r"not claimed for their symbol.*\(2, 'BTC-USD', 'ETH-USD'\)"
     ):
         check_durable_record(pg_dsn)
+
+
+async def test_shards_claiming_the_same_ids_in_opposite_orders_do_not_deadlock(
+    pool: AsyncConnectionPool,
+) -> None:
+    """Each claim waits for the other's uncommitted rows; in different orders both would
+    wait for each other until Postgres broke the tie (DeadlockDetected, a batch refused)."""
+    for round_ in range(3):
+        keys = [("a", f"r{round_}-{i:04d}") for i in range(1_000)]
+        forward = dict.fromkeys(keys, SYMBOL)
+        backward = dict.fromkeys(reversed(keys), OTHER)
+        first, second = await asyncio.gather(claim(pool, forward), claim(pool, backward))
+        bound = {**first.symbols, **second.symbols}
+        assert len(bound) == len(keys) and set(bound.values()) <= {SYMBOL, OTHER}
+
+
+async def test_an_id_with_an_empty_account_is_claimed_like_any_other(
+    pool: AsyncConnectionPool,
+) -> None:
+    """The engine rejects an empty account; its claim must not fail the batch first (one
+    empty string splits into no element at all)."""
+    assert await claim(pool, {("", "c1"): SYMBOL}) == Claimed([], {})
+    assert await claim(pool, {("", ""): SYMBOL, ("b", ""): SYMBOL}) == Claimed([], {})
+    stored = await rows(pool, "SELECT account, client_order_id FROM client_order_claims")
+    assert sorted(stored) == [("", ""), ("", "c1"), ("b", "")]

@@ -24,8 +24,8 @@ def _command(order: orders_pb2.PlaceOrder, correlation_id: int) -> orders_pb2.Or
 
 
 async def _wait_for_blocked_writers(dsn: str, count: int, timeout: float = 10.0) -> None:
-    """Until ``count`` lock requests wait: each shard's batch is matched and writing (held
-    by the journal lock, or by the other batch's uncommitted order row)."""
+    """Until ``count`` lock requests wait: a shard's batch is matched and writing (held by
+    the journal lock, or by the other batch's uncommitted order row)."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         async with asyncio.timeout(timeout):
             while True:
@@ -61,8 +61,10 @@ async def test_one_client_order_id_racing_on_two_shards_places_once(pg_dsn: str)
                         ],
                     )
                 )
-                await _wait_for_blocked_writers(pg_dsn, 2)
-                blocker.commit()  # lets both batches commit, in either order
+                # B's batch always writes (bob's order); A's only if it won the id.
+                await _wait_for_blocked_writers(pg_dsn, 1)
+                await asyncio.sleep(0.3)  # the other shard matches meanwhile, or is done
+                blocker.commit()  # lets the batches commit, in either order
             results_a, results_b = await asyncio.gather(on_a, on_b)
     winners = [r for r in (results_a[0], results_b[0]) if r.WhichOneof("result") == "report"]
     losers = [r for r in (results_a[0], results_b[0]) if r.WhichOneof("result") == "error"]

@@ -1,6 +1,6 @@
 """Cancel-on-disconnect where the symbol's book is away (reloading after a failed commit,
 or moving) or where the cancel fails with its batch: the cancel is owed, and runs first in
-the first batch matched once the book is this shard's again. So it takes every order the
+the first batch matched once the symbol serves here again. So it takes every order the
 client had placed before the disconnect, and none it places after.
 
 Pipelines over a scripted writer (tests/shard/test_custody_races.py's Shard)."""
@@ -112,21 +112,43 @@ async def test_a_cancel_that_fails_with_its_batch_runs_once_the_symbol_is_reload
     await shard.pipeline.stop(timeout=1.0)
 
 
-async def test_a_cancel_on_a_moving_symbol_runs_before_the_hand_over() -> None:
+async def test_a_cancel_on_a_moving_symbol_is_owed_until_the_move_is_rolled_back() -> None:
     shard = Shard()
     await committed_resting_maker(shard)
-    quiesced = asyncio.ensure_future(shard.custody.quiesce(SYMBOL))
-    await until(lambda: shard.state() is SymbolState.MOVING)
-    await quiesced
+    await shard.custody.quiesce(SYMBOL)
+    assert shard.state() is SymbolState.MOVING
 
     await cancel_on_disconnect(shard.pipeline, gone("mm"))
+    await asyncio.sleep(0.05)
+    assert len(shard.writer.started) == 1  # not run while the hand-over may go on
+    shard.custody.resume(SYMBOL)  # rolled back: the symbol serves here again
     await until(lambda: len(shard.writer.started) == 2)
     batch = shard.writer.started[1]
     assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
-    barrier = asyncio.ensure_future(shard.pipeline.barrier())  # as a hand-over would wait
     batch.release.set_result(None)
-    await barrier
-    assert bids(shard) == [] and shard.state() is SymbolState.MOVING
+    await until(lambda: batch in shard.writer.committed)
+    assert bids(shard) == []
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_failed_cancel_is_owed_even_if_its_caller_is_gone() -> None:
+    """Owed in the step that fails it: the disconnect handler may be cancelled meanwhile
+    (server shutdown), and a reload may end before any caller code runs again."""
+    shard = Shard()
+    await committed_resting_maker(shard)
+    cancelling = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, gone("mm")))
+    await until(lambda: len(shard.writer.started) == 2)
+    shard.writer.started[1].release.set_result(PersistenceError("connection lost"))
+    cancelling.cancel()
+    await until(lambda: shard.state() is SymbolState.RECOVERING)
+    assert SYMBOL in shard.pipeline.owed
+
+    shard.reloads_may_finish.set()
+    await until(lambda: len(shard.writer.started) == 3)
+    assert [(j.kind, j.account) for j in shard.writer.started[2].rows.journal] == [
+        (MASS_CANCEL, "mm")
+    ]
+    shard.writer.started[2].release.set_result(None)
     await shard.pipeline.stop(timeout=1.0)
 
 
@@ -142,5 +164,5 @@ async def test_a_cancel_owed_on_a_symbol_taken_away_is_dropped_and_logged(
     with caplog.at_level(logging.WARNING, logger="shard.pipeline"):
         shard.reloads_may_finish.set()
         await until(lambda: "went to another shard" in caplog.text)
-    assert not shard.pipeline._owed and len(shard.writer.started) == 2
+    assert not shard.pipeline.owed.symbols() and len(shard.writer.started) == 2
     await shard.pipeline.stop(timeout=1.0)
