@@ -138,6 +138,8 @@ class SymbolBuffers:
                 if part.timer is not None:
                     part.timer.cancel()
                 if not part.future.done():
+                    if part.on_send is not None and isinstance(route, ShardLink):
+                        part.on_send(route)  # unsettled at its new owner, like a direct send
                     send(part, route, symbol)
 
     def fail_all(self, why: str) -> None:

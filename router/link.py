@@ -58,6 +58,7 @@ class Part:
         "final",
         "future",
         "indices",
+        "on_send",
         "remaining",
         "results",
         "sent",
@@ -79,6 +80,8 @@ class Part:
         self.base = 0  # correlation id of bodies[0] on the link
         self.sent = 0  # how many were written to a stream
         self.final = False  # the router decided the outcome itself: never retried
+        # Called with the link when a buffer hands the part over (router.routing tracks it).
+        self.on_send: Callable[[ShardLink], None] | None = None
         self.shard_id = ""  # the shard that answered (retry decisions)
         self.timer: asyncio.TimerHandle | None = None  # buffer expiry
 

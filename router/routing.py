@@ -70,8 +70,8 @@ class Table(Protocol):
 class _Request:
     """One caller's commands on their way: per command its symbol, bytes and result."""
 
-    __slots__ = ("bodies", "commands", "deadline", "deadlines", "held", "kinds", "parts",
-                 "results", "seq", "symbols")  # fmt: skip
+    __slots__ = ("bodies", "commands", "deadline", "deadlines", "finished", "held", "kinds",
+                 "parts", "results", "seq", "symbols")  # fmt: skip
 
     def __init__(
         self, commands: Sequence[orders_pb2.OrderCommand], deadline: int, seq: int
@@ -87,6 +87,7 @@ class _Request:
         self.results: list[CommandResult | None] = [None] * n
         self.parts: list[Part] = []
         self.held: list[str] = []  # symbols refused by a shard, held until the retry is placed
+        self.finished = False  # execute() has returned or raised: no retry will be placed
 
 
 class Dispatcher:
@@ -137,6 +138,7 @@ class Dispatcher:
             for i, fan_parts in spread:
                 request.results[i] = _merge_mass_cancels(fan_parts)
         finally:
+            request.finished = True
             self._release_held(request)
             for part in request.parts:
                 if not part.future.done():
@@ -200,22 +202,26 @@ class Dispatcher:
             part = Part(idx, group_bodies, group_deadlines, request.seq)
             parts.append(part)
             if isinstance(key, ShardLink):
-                held = {symbols[i] for i in idx}
-                self.buffers.unsettled(held, key)
-                part.future.add_done_callback(
-                    functools.partial(self._answered, request, part, held)
-                )
+                self._sending(request, part, {symbols[i] for i in idx}, key)
                 send(part, key, symbols[idx[0]])
             else:
+                part.on_send = functools.partial(self._sending, request, part, {key})
                 self.buffers.add(key, part)
         request.parts.extend(parts)
         return parts
 
+    def _sending(self, request: _Request, part: Part, held: set[str], link: ShardLink) -> None:
+        """``part`` goes to ``link`` (now, or drained from a buffer): its symbols stay
+        unsettled until it is answered."""
+        self.buffers.unsettled(held, link)
+        part.future.add_done_callback(functools.partial(self._answered, request, part, held))
+
     def _answered(self, request: _Request, part: Part, held: set[str], _: object) -> None:
         """A part's shard answered (or the caller gave up): release its symbols, but keep
-        those it refused held until their retry is in place."""
+        those it refused held until their retry is in place (none will be once the request
+        has finished: a caller cancelled as the answer came)."""
         refused = set()
-        if not part.final and not part.future.cancelled():
+        if not part.final and not part.future.cancelled() and not request.finished:
             symbols = request.symbols
             refused = {symbols[i] for j, i in enumerate(part.indices)
                        if _did_nothing(part.results[j])}  # fmt: skip

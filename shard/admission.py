@@ -130,12 +130,12 @@ class Admission:
     def admit_owed(
         self, cancels: list[MassCancel], rows: BatchRows, touched: set[str]
     ) -> list[Outcome]:
-        """Mass cancels owed to gone clients, on symbols serving here (the caller checks,
-        in the same synchronous step)."""
+        """Mass cancels owed to gone clients, on symbols held here, serving or pausing for
+        a hand-over (the caller checks, in the same synchronous step)."""
         outcomes: list[Outcome] = []
         for cmd in cancels:
             owned = self._ownership.get(cmd.symbol)
-            assert owned is not None and owned.state is SymbolState.SERVING
+            assert owned is not None and owned.state is not SymbolState.RECOVERING
             report = self._engine.execute(cmd)
             record(cmd, report, owned.epoch, rows)
             rows.epochs[cmd.symbol] = owned.epoch

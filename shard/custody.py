@@ -70,9 +70,22 @@ class SymbolCustody:
                 log.error("symbol=%s lost to a newer owner during recovery", symbol)
 
     async def quiesce(self, symbol: str) -> None:
-        """Stop admitting ``symbol`` and wait until what was admitted has committed."""
+        """Stop admitting ``symbol`` and wait until what was admitted has committed, and
+        the cancels owed on it to gone clients (none can run after this)."""
         self.ownership.mark_moving(symbol)
-        await self._pipeline.barrier()
+        owed = self._pipeline.owed
+        owed.handing_over(symbol, True)
+        try:
+            while True:
+                taken = owed.taken(symbol)
+                await self._pipeline.barrier()
+                moving = self.ownership.get(symbol)
+                if moving is None or moving.state is not SymbolState.MOVING:
+                    break  # reloading (owed wait for it) or dropped: nothing runs now
+                if symbol not in owed and owed.taken(symbol) == taken:
+                    break
+        finally:
+            owed.handing_over(symbol, False)
         if self._market_data is not None:  # bounded; skipped at once if Redis is failing
             await self._market_data.flush(symbol)
 

@@ -303,6 +303,23 @@ def _prices(link: ShardLink) -> list[int]:
     ]
 
 
+async def _refused_then_retried_first(
+    old: ShardLink, new: ShardLink, first: asyncio.Future[Any], second: asyncio.Future[Any]
+) -> None:
+    """The old owner refuses C1 (price 1): its retry reaches the new owner before C2."""
+    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
+        reason=RC.REJECT_CODE_NOT_OWNER, retryable=True))  # fmt: skip
+    old._queue[0].answer(0, refusal)
+    for _ in range(100):
+        if len(_prices(new)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert _prices(new) == [1, 2]
+    for part in new._queue:
+        part.answer(0, _ok())
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+
 async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_later_ones() -> None:
     """C1 went to shard A; the symbol then moved, C2 was buffered, and B became ACTIVE
     before A's refusal of C1 came back: C2 must not be drained to B ahead of C1's retry."""
@@ -321,17 +338,7 @@ async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_lat
     table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
     dispatcher.buffers.drain()  # what the router does on the view change
     assert _prices(b) == []  # held: C1 has not settled
-    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
-        reason=RC.REJECT_CODE_NOT_OWNER, retryable=True))  # fmt: skip
-    a._queue[0].answer(0, refusal)
-    for _ in range(100):
-        if len(_prices(b)) == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert _prices(b) == [1, 2]
-    for part in b._queue:
-        part.answer(0, _ok())
-    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await _refused_then_retried_first(a, b, first, second)
     await _close(links)
 
 
@@ -375,17 +382,7 @@ async def test_a_failover_seen_while_a_command_is_unanswered_keeps_the_symbol_in
     second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
     await asyncio.sleep(0)
     assert (_prices(a), _prices(b)) == ([1], [])  # C2 waits behind the unanswered C1
-    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
-        reason=RC.REJECT_CODE_NOT_OWNER, retryable=True))  # fmt: skip
-    a._queue[0].answer(0, refusal)
-    for _ in range(100):
-        if len(_prices(b)) == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert _prices(b) == [1, 2]
-    for part in b._queue:
-        part.answer(0, _ok())
-    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await _refused_then_retried_first(a, b, first, second)
     assert dispatcher.buffers.count("BTC-USDT") == 0
     await _close(links)
 
@@ -403,4 +400,51 @@ async def test_commands_of_a_symbol_to_its_one_owner_are_not_held_back() -> None
     for part in a._queue:
         part.answer(0, _ok())
     await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await _close(links)
+
+
+async def test_a_command_drained_to_a_new_owner_is_tracked_like_one_sent_directly() -> None:
+    """C1 was buffered during a move to B and drained there; B then failed over to C
+    before refusing C1. C2, sent after, must not reach C ahead of C1's retry."""
+    links = _links("shard-a", "shard-b", "shard-c")
+    b, c = links["shard-b"], links["shard-c"]
+    table = _Table(**{"BTC-USDT": "shard-a"})
+    table.set("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
+    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
+    await asyncio.sleep(0)
+    table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    dispatcher.buffers.drain()
+    assert _prices(b) == [1]
+    table.set("BTC-USDT", "shard-c", AssignmentState.ACTIVE)
+    second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    assert _prices(c) == []  # C2 waits behind the unanswered C1
+    await _refused_then_retried_first(b, c, first, second)
+    await _close(links)
+
+
+async def test_a_caller_cancelled_as_its_refusal_arrives_leaves_nothing_held() -> None:
+    """The refusal's callback runs after the cancelled request has finished: no retry
+    will come, so the symbol must not stay held (every later move would stall it)."""
+    links = _links("shard-a", "shard-b")
+    a, b = links["shard-a"], links["shard-b"]
+    table = _Table(**{"BTC-USDT": "shard-a"})
+    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
+    far = time.time_ns() + 5_000_000_000
+    first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
+    await asyncio.sleep(0)
+    refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(
+        reason=RC.REJECT_CODE_SYMBOL_MOVING, retryable=True))  # fmt: skip
+    first.cancel()  # the caller goes (a client cancel, a stream ending) ...
+    a._queue[0].answer(0, refusal)  # ... in the same loop turn as the refusal
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.sleep(0)
+    table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
+    later = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
+    await asyncio.sleep(0)
+    assert _prices(b) == [2]
+    b._queue[0].answer(0, _ok())
+    await asyncio.wait_for(later, 5)
     await _close(links)

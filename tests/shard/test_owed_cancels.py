@@ -14,7 +14,7 @@ import pytest
 
 from persistence.claims import Claimed
 from persistence.errors import PersistenceError
-from shard.engine import Level, PlaceOrder, Report, Side
+from shard.engine import Level, PlaceOrder, Report, Side, SymbolSpec
 from shard.ownership import SymbolState
 from shard.service import cancel_on_disconnect
 from shard.streams import StreamSession
@@ -56,6 +56,18 @@ async def fail_next_batch(shard: Shard) -> None:
     shard.writer.started[n].release.set_result(PersistenceError("connection lost"))
     await failing
     assert shard.state() is SymbolState.RECOVERING
+
+
+async def commits_the_owed_cancel_alone(shard: Shard, batches: int) -> None:
+    """The ``batches``-th batch holds mm's owed cancel and nothing else; it commits, and
+    mm's resting order is gone. Then the pipeline stops."""
+    await until(lambda: len(shard.writer.started) == batches)
+    batch = shard.writer.started[batches - 1]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
+    batch.release.set_result(None)
+    await until(lambda: batch in shard.writer.committed)
+    assert bids(shard) == []
+    await shard.pipeline.stop(timeout=1.0)
 
 
 async def test_a_cancel_owed_on_a_reloading_symbol_runs_before_what_the_client_sends_next() -> None:
@@ -103,13 +115,7 @@ async def test_a_cancel_that_fails_with_its_batch_runs_once_the_symbol_is_reload
     assert shard.state() is SymbolState.RECOVERING
 
     shard.reloads_may_finish.set()
-    await until(lambda: len(shard.writer.started) == 3)  # by itself: nothing else arrives
-    batch = shard.writer.started[2]
-    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
-    batch.release.set_result(None)
-    await until(lambda: batch in shard.writer.committed)
-    assert bids(shard) == []
-    await shard.pipeline.stop(timeout=1.0)
+    await commits_the_owed_cancel_alone(shard, 3)  # by itself: nothing else arrives
 
 
 async def test_a_cancel_on_a_moving_symbol_is_owed_until_the_move_is_rolled_back() -> None:
@@ -122,13 +128,7 @@ async def test_a_cancel_on_a_moving_symbol_is_owed_until_the_move_is_rolled_back
     await asyncio.sleep(0.05)
     assert len(shard.writer.started) == 1  # not run while the hand-over may go on
     shard.custody.resume(SYMBOL)  # rolled back: the symbol serves here again
-    await until(lambda: len(shard.writer.started) == 2)
-    batch = shard.writer.started[1]
-    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
-    batch.release.set_result(None)
-    await until(lambda: batch in shard.writer.committed)
-    assert bids(shard) == []
-    await shard.pipeline.stop(timeout=1.0)
+    await commits_the_owed_cancel_alone(shard, 2)
 
 
 async def test_a_failed_cancel_is_owed_even_if_its_caller_is_gone() -> None:
@@ -144,12 +144,7 @@ async def test_a_failed_cancel_is_owed_even_if_its_caller_is_gone() -> None:
     assert SYMBOL in shard.pipeline.owed
 
     shard.reloads_may_finish.set()
-    await until(lambda: len(shard.writer.started) == 3)
-    assert [(j.kind, j.account) for j in shard.writer.started[2].rows.journal] == [
-        (MASS_CANCEL, "mm")
-    ]
-    shard.writer.started[2].release.set_result(None)
-    await shard.pipeline.stop(timeout=1.0)
+    await commits_the_owed_cancel_alone(shard, 3)
 
 
 async def test_a_cancel_owed_on_a_symbol_taken_away_is_dropped_and_logged(
@@ -161,8 +156,55 @@ async def test_a_cancel_owed_on_a_symbol_taken_away_is_dropped_and_logged(
     await cancel_on_disconnect(shard.pipeline, gone("mm"))
 
     shard.ownership.release(SYMBOL)  # failed over to another shard meanwhile
-    with caplog.at_level(logging.WARNING, logger="shard.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="shard.owed_cancels"):
         shard.reloads_may_finish.set()
         await until(lambda: "went to another shard" in caplog.text)
     assert not shard.pipeline.owed.symbols() and len(shard.writer.started) == 2
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_cancel_owed_while_a_hand_over_pauses_the_symbol_commits_before_it_ends() -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+    in_flight = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
+    await until(lambda: len(shard.writer.started) == 2)
+    quiesced = asyncio.ensure_future(shard.custody.quiesce(SYMBOL))
+    await until(lambda: shard.state() is SymbolState.MOVING)
+
+    await asyncio.wait_for(cancel_on_disconnect(shard.pipeline, gone("mm")), 1)  # owed
+    shard.writer.started[1].release.set_result(None)
+    await in_flight
+    await until(lambda: len(shard.writer.started) == 3)
+    batch = shard.writer.started[2]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
+    await asyncio.sleep(0.05)
+    assert not quiesced.done()  # the hand-over waits for the owed cancel to commit
+    batch.release.set_result(None)
+    await asyncio.wait_for(quiesced, 1)
+    assert bids(shard) == [Level(100, 1, 1)]  # "a" (another account) rests; mm's is gone
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_cancel_owed_under_an_old_custody_never_runs_under_a_new_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Owed while the symbol moved away; it comes back later (a new epoch) holding an order
+    the client placed after reconnecting elsewhere: that order is not cancelled."""
+    shard = Shard()
+    await committed_resting_maker(shard)
+    await shard.custody.quiesce(SYMBOL)
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))
+    await asyncio.sleep(0.01)  # the matcher looks: nothing due while the symbol moves
+    shard.custody.drop(SYMBOL, "shard-b")  # handed over; nothing wakes the matcher
+    shard.engine.add_symbol(SymbolSpec(SYMBOL, 1))  # taken back, with what shard-b holds
+    shard.engine.execute(maker("m2", 95))
+    shard.ownership.serve(SYMBOL, 3)
+    with caplog.at_level(logging.WARNING, logger="shard.owed_cancels"):
+        placed = asyncio.ensure_future(shard.pipeline.submit([order("x")]))
+        await until(lambda: len(shard.writer.started) == 2)
+    assert [(j.kind, j.account) for j in shard.writer.started[1].rows.journal] == [(PLACE, "acct")]
+    assert "went to another shard" in caplog.text
+    shard.writer.started[1].release.set_result(None)
+    await placed
+    assert bids(shard) == [Level(100, 1, 1), Level(95, 1, 1)]
     await shard.pipeline.stop(timeout=1.0)
