@@ -14,7 +14,7 @@ import logging
 
 from psycopg_pool import AsyncConnectionPool
 
-from persistence.errors import FencedError
+from persistence.errors import FencedError, PersistenceError
 from shard.engine import MatchingEngine
 from shard.loading import take_symbol
 from shard.ownership import Ownership, SymbolState
@@ -22,6 +22,10 @@ from shard.pipeline import Pipeline
 from shard.publisher import MarketDataPublisher
 
 log = logging.getLogger(__name__)
+
+# Barrier rounds a hand-over waits for cancels owed while it pauses a symbol: each round
+# commits those owed before it; a client churn can owe more during every one.
+QUIESCE_ROUNDS = 5
 
 
 class SymbolCustody:
@@ -70,22 +74,29 @@ class SymbolCustody:
                 log.error("symbol=%s lost to a newer owner during recovery", symbol)
 
     async def quiesce(self, symbol: str) -> None:
-        """Stop admitting ``symbol`` and wait until what was admitted has committed, and
-        the cancels owed on it to gone clients (none can run after this)."""
+        """Stop admitting ``symbol`` and wait until what was admitted has committed, and the
+        cancels owed on it to gone clients (a bounded number of rounds: later ones wait
+        for a rollback, or are dropped with the symbol). PersistenceError while cancels
+        are owed on a symbol reloading: the hand-over must wait for the reload."""
+        owned = self.ownership.get(symbol)
+        first = owned is not None and owned.state is SymbolState.SERVING  # not a retry
         self.ownership.mark_moving(symbol)
         owed = self._pipeline.owed
-        owed.handing_over(symbol, True)
+        owed.handing_over(symbol, first)
         try:
-            while True:
+            for _ in range(QUIESCE_ROUNDS):
                 taken = owed.taken(symbol)
                 await self._pipeline.barrier()
-                moving = self.ownership.get(symbol)
-                if moving is None or moving.state is not SymbolState.MOVING:
-                    break  # reloading (owed wait for it) or dropped: nothing runs now
                 if symbol not in owed and owed.taken(symbol) == taken:
+                    break
+                now = self.ownership.get(symbol)
+                if now is None or now.state is not SymbolState.MOVING or not first:
                     break
         finally:
             owed.handing_over(symbol, False)
+        now = self.ownership.get(symbol)
+        if now is not None and now.state is SymbolState.RECOVERING and symbol in owed:
+            raise PersistenceError(f"cancels owed on {symbol} wait for its reload")
         if self._market_data is not None:  # bounded; skipped at once if Redis is failing
             await self._market_data.flush(symbol)
 

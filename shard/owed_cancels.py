@@ -33,9 +33,11 @@ class OwedCancels:
     def symbols(self) -> list[str]:
         return sorted(self._owed)
 
-    def owe(self, symbol: str, accounts: Iterable[str]) -> None:
+    def owe(self, symbol: str, accounts: Iterable[str], epoch: int | None = None) -> None:
+        """Owe under the epoch held now; ``epoch``: only if it is still the one held (a
+        cancel failed with a batch written under it)."""
         owned = self._ownership.get(symbol)
-        if owned is None:
+        if owned is None or epoch not in (None, owned.epoch):
             log.warning("cancel on disconnect on %s not run: not this shard's", symbol)
             return
         epoch, owed = self._owed.get(symbol, (owned.epoch, set()))
@@ -45,11 +47,18 @@ class OwedCancels:
         owed.update(accounts)
         self._owed[symbol] = (owned.epoch, owed)
 
-    def owe_commands(self, commands: Iterable[Command]) -> None:
-        """``commands``: the MassCancels of an owing submission."""
+    def owe_commands(
+        self, commands: Iterable[Command], epochs: dict[str, int] | None = None
+    ) -> None:
+        """``commands``: the MassCancels of an owing submission. ``epochs``: those of the
+        failed batch it ran in; a cancel on a symbol absent from them did not run there
+        (it was owed when refused)."""
         for cancel in commands:
             assert isinstance(cancel, MassCancel)
-            self.owe(cancel.symbol, (cancel.account,))
+            if epochs is None:
+                self.owe(cancel.symbol, (cancel.account,))
+            elif cancel.symbol in epochs:
+                self.owe(cancel.symbol, (cancel.account,), epochs[cancel.symbol])
 
     def handing_over(self, symbol: str, paused: bool) -> None:
         """While ``paused`` for a hand-over, ``symbol``'s cancels run though it is MOVING."""

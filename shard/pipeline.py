@@ -401,7 +401,7 @@ class Pipeline:
         for batch in failed:
             for sub in batch.submissions:
                 if sub.owes:
-                    self.owed.owe_commands(sub.commands)
+                    self.owed.owe_commands(sub.commands, batch.rows.epochs)
         touched = set().union(*(b.touched for b in failed)) if failed else set()
         # Fenced out: the epoch the batch was written under is the one this shard holds.
         # One taken again since (a newer epoch, a fresh book) is reloaded like the others:

@@ -208,3 +208,48 @@ async def test_a_cancel_owed_under_an_old_custody_never_runs_under_a_new_one(
     await placed
     assert bids(shard) == [Level(100, 1, 1), Level(95, 1, 1)]
     await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_hand_over_waits_for_a_reload_that_cancels_are_owed_on() -> None:
+    """Handed over now, the reloading symbol would drop the cancels; the hand-over fails
+    (retried by the assignment follower) and the reload runs them."""
+    shard = Shard()
+    await committed_resting_maker(shard)
+    await fail_next_batch(shard)
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))
+
+    with pytest.raises(PersistenceError, match="wait for its reload"):
+        await shard.custody.quiesce(SYMBOL)
+    assert SYMBOL in shard.pipeline.owed
+    shard.reloads_may_finish.set()
+    await commits_the_owed_cancel_alone(shard, 3)
+
+
+async def test_a_cancel_failed_under_an_old_epoch_is_not_owed_under_the_new_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its batch hung while the symbol went away and came back: the failure must not owe
+    the cancel under the new custody, whose book holds orders placed since."""
+    shard = Shard()
+    await committed_resting_maker(shard)
+    cancelling = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, gone("mm")))
+    await until(lambda: len(shard.writer.started) == 2)
+    shard.ownership.serve(SYMBOL, 2)  # re-taken meanwhile under a newer epoch
+    with caplog.at_level(logging.WARNING, logger="shard.owed_cancels"):
+        shard.writer.started[1].release.set_result(PersistenceError("connection lost"))
+        await cancelling
+    assert SYMBOL not in shard.pipeline.owed
+    assert "not this shard's" in caplog.text
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_repeated_hand_over_pause_does_not_run_cancels_owed_since_the_first() -> None:
+    """A retried hand-over (its etcd update may have landed): the new owner may already
+    hold the symbol, so what was owed after the first pause waits (dropped with it)."""
+    shard = Shard()
+    await committed_resting_maker(shard)
+    await shard.custody.quiesce(SYMBOL)
+    await cancel_on_disconnect(shard.pipeline, gone("mm"))
+    await asyncio.wait_for(shard.custody.quiesce(SYMBOL), 1)
+    assert SYMBOL in shard.pipeline.owed and len(shard.writer.started) == 1
+    await shard.pipeline.stop(timeout=1.0)
