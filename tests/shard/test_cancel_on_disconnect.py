@@ -12,7 +12,9 @@ import grpc
 import psycopg
 
 from matching.v1 import gateway_pb2, orders_pb2, shard_pb2, shard_pb2_grpc
-from tests.shard.support import config, gateway, place, prepare_db, running_node
+from persistence import failpoints
+from shard.ownership import SymbolState
+from tests.shard.support import config, gateway, place, prepare_db, running_node, submit
 
 
 def resting_count(dsn: str, account: str) -> int:
@@ -132,3 +134,36 @@ async def test_an_execute_stream_that_ends_cleanly_still_cancels_subscribed_acco
             done.set()  # half-close after the answer: clean
             assert await call.read() == grpc.aio.EOF
         await until_resting(pg_dsn, "subscribed", 0)
+
+
+async def test_a_stream_broken_while_its_symbol_reloads_cancels_once_the_symbol_serves(
+    pg_dsn: str,
+) -> None:
+    """A failed commit sends BTC reloading (its epoch claim held up by a row lock here); the
+    client's stream breaks meanwhile. Its BTC order is cancelled once BTC serves again."""
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            done = asyncio.Event()
+            call = stub.Trade(trade_requests("gone", done))
+            assert (await call.read()).results[0].report.order_id
+            with psycopg.connect(pg_dsn) as blocker:
+                blocker.execute("SELECT 1 FROM symbol_owner WHERE symbol = 'BTC-USDT' FOR SHARE")
+                failpoints.configure("before_commit=fail")
+                try:
+                    [failed] = await submit(stub, [_command(place("BTC-USDT", "x", 1, 1, 90))])
+                finally:
+                    failpoints.configure("")
+                assert failed.error.retryable, failed
+                owned = node.ownership.get("BTC-USDT")
+                assert owned is not None and owned.state is SymbolState.RECOVERING
+                call.cancel()
+                await asyncio.sleep(0.3)
+                assert resting_count(pg_dsn, "gone") == 1  # owed: BTC's book is away
+                blocker.commit()
+        await until_resting(pg_dsn, "gone", 0)
+
+
+def _command(order: orders_pb2.PlaceOrder) -> orders_pb2.OrderCommand:
+    return orders_pb2.OrderCommand(place_order=order)
