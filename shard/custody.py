@@ -83,6 +83,7 @@ class SymbolCustody:
         self.ownership.mark_moving(symbol)
         owed = self._pipeline.owed
         owed.handing_over(symbol, first)
+        taken = owed.taken(symbol)
         try:
             for _ in range(QUIESCE_ROUNDS):
                 taken = owed.taken(symbol)
@@ -94,6 +95,8 @@ class SymbolCustody:
                     break
         finally:
             owed.handing_over(symbol, False)
+        if owed.taken(symbol) != taken:  # the last round ran some: commit them first
+            await self._pipeline.barrier()
         now = self.ownership.get(symbol)
         if now is not None and now.state is SymbolState.RECOVERING and symbol in owed:
             raise PersistenceError(f"cancels owed on {symbol} wait for its reload")

@@ -40,8 +40,8 @@ class OwedCancels:
         if owned is None or epoch not in (None, owned.epoch):
             log.warning("cancel on disconnect on %s not run: not this shard's", symbol)
             return
-        epoch, owed = self._owed.get(symbol, (owned.epoch, set()))
-        if epoch != owned.epoch:
+        owed_under, owed = self._owed.get(symbol, (owned.epoch, set()))
+        if owed_under != owned.epoch:  # owed under an earlier custody: not this one's
             self._drop(symbol)
             owed = set()
         owed.update(accounts)

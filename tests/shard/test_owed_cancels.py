@@ -14,6 +14,7 @@ import pytest
 
 from persistence.claims import Claimed
 from persistence.errors import PersistenceError
+from shard import custody
 from shard.engine import Level, PlaceOrder, Report, Side, SymbolSpec
 from shard.ownership import SymbolState
 from shard.service import cancel_on_disconnect
@@ -163,7 +164,12 @@ async def test_a_cancel_owed_on_a_symbol_taken_away_is_dropped_and_logged(
     await shard.pipeline.stop(timeout=1.0)
 
 
-async def test_a_cancel_owed_while_a_hand_over_pauses_the_symbol_commits_before_it_ends() -> None:
+@pytest.mark.parametrize("rounds", [1, custody.QUIESCE_ROUNDS])
+async def test_a_cancel_owed_while_a_hand_over_pauses_the_symbol_commits_before_it_ends(
+    rounds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also when the pause's last round is the one that took the cancel (``rounds`` 1)."""
+    monkeypatch.setattr(custody, "QUIESCE_ROUNDS", rounds)
     shard = Shard()
     await committed_resting_maker(shard)
     in_flight = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
