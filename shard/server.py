@@ -40,7 +40,7 @@ from shard.engine import MatchingEngine
 from shard.errors import Overloaded
 from shard.gateway import GatewayServicer
 from shard.idempotency import IdempotencyIndex, Key
-from shard.ownership import Ownership
+from shard.ownership import Ownership, SymbolState
 from shard.pipeline import Pipeline
 from shard.publisher import MarketDataPublisher
 from shard.service import ExecuteServicer
@@ -247,12 +247,14 @@ class ShardNode:
             self._reads_waiting -= 1
 
     async def _reload(self, symbol: str) -> None:
-        """After a failed commit: reload the symbol from Postgres, retrying until it works."""
-        owned = self.ownership.get(symbol)
-        if owned is None:
-            return
+        """After a failed commit: reload the symbol from Postgres, retrying until it works.
+        Each attempt reloads the ownership recovering then: one taken again (a newer epoch)
+        and failed again while this task backed off has no other reload task."""
         attempt = 0
         while True:
+            owned = self.ownership.get(symbol)
+            if owned is None or owned.state is not SymbolState.RECOVERING:
+                return
             try:
                 async with self._reloading:
                     await self.custody.reload(symbol, owned.epoch)
