@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from cluster.model import ShardRecord
-from matching.v1 import orders_pb2, shard_pb2
+from matching.v1 import gateway_pb2, orders_pb2, shard_pb2
 from router.config import RouterConfig
 from router.link import LinkHooks, ShardLink
 from router.wire import control_request
@@ -29,7 +29,7 @@ CommandResult = orders_pb2.CommandResult
 class Subscriber(Protocol):
     """A Trade stream: takes unsolicited reports without blocking."""
 
-    def deliver(self, results: list[CommandResult]) -> None: ...
+    def deliver(self, message: gateway_pb2.TradeResponse) -> None: ...
 
 
 class Subscriptions:
@@ -90,7 +90,7 @@ class Subscriptions:
             for stream in self._streams.get(result.report.account, ()):
                 by_stream.setdefault(stream, []).append(result)
         for stream, mine in by_stream.items():
-            stream.deliver(mine)
+            stream.deliver(gateway_pb2.TradeResponse(results=mine))
 
 
 def _subscription(account: str, cancel_on_disconnect: bool) -> shard_pb2.AccountSubscription:

@@ -1,10 +1,6 @@
 """The router's Trade streams: ordered answers, bounded in flight, slow readers cut off.
 
-The pattern of shard/streams.py, kept small: each request's work runs concurrently but is
-answered in request order, at most ``inflight`` at a time (then the session stops reading
-and HTTP/2 flow control pushes back on the client). Unsolicited reports share the ordered
-output, bounded; a reader too slow to take them, or a write stalled past the write
-timeout, ends the stream with RESOURCE_EXHAUSTED so memory stays bounded.
+The ordered, bounded write side is api/stream_session.py, as for the shard's streams.
 
 ``run_session`` tells its clean-up whether the stream ended cleanly (the client
 half-closed and every answer was written), which is the one case where
@@ -23,73 +19,18 @@ from typing import Any
 import grpc
 
 from api.stream_end import await_late_cancel
-from api.stream_output import END, OVERFLOW, StreamOutput
-from matching.v1 import gateway_pb2, orders_pb2
+from api.stream_session import Context, OrderedSession
 
 log = logging.getLogger(__name__)
 
-UNSOLICITED_CAP = 10_000  # unsolicited messages waiting on one stream before it is cut off
 
-Context = grpc.aio.ServicerContext[Any, Any]
+class TradeSession(OrderedSession):
+    """A Trade stream's session; unsolicited messages are TradeResponses."""
 
-
-class TradeSession:
     def __init__(self, inflight: int, write_timeout: float) -> None:
-        self._out = StreamOutput(inflight, UNSOLICITED_CAP)
-        self._write_timeout = write_timeout
-        self.closed = False  # being cut off or ended: deliver() drops
-        self.on_cut_off: Callable[[], object] | None = None
+        super().__init__(inflight, write_timeout)
         self.accounts: list[str] = []
         self.cancel_on_disconnect = False
-
-    async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start one request's work once a slot is free; its answer keeps its place."""
-        await self._out.put_answer(work)
-
-    def deliver(self, results: list[orders_pb2.CommandResult]) -> None:
-        """Unsolicited reports (called by the link's receiver: never blocks)."""
-        if self.closed:
-            return
-        if not self._out.put_unsolicited(gateway_pb2.TradeResponse(results=results)):
-            self.closed = True
-
-    def finish(self) -> None:
-        self._out.put_end()
-
-    async def write_all(self, context: Context) -> bool:
-        """Write answers in order until finish(); True if all were written."""
-        while True:
-            messages = await self._out.next_writes()
-            if messages is END:
-                return True
-            if messages is OVERFLOW:
-                self._cut_off(context, "unsolicited reports overflowed")
-                return False
-            for message in messages:
-                if not await self._write(context, message):
-                    return False
-
-    async def _write(self, context: Context, message: Any) -> bool:
-        write = asyncio.ensure_future(context.write(message))
-        done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
-        if not done:
-            self._cut_off(context, "write timed out")
-            with contextlib.suppress(Exception):
-                await write  # gRPC finishes it when the peer drains or the call ends
-            return False
-        return True
-
-    def _cut_off(self, context: Context, why: str) -> None:
-        self.closed = True
-        self.cancel_pending()
-        if self.on_cut_off is not None:
-            self.on_cut_off()
-        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
-        context.set_details(f"stream reader too slow: {why}")
-        log.warning("cut off a slow Trade stream reader: %s", why)
-
-    def cancel_pending(self) -> None:
-        self._out.cancel_pending()
 
 
 async def run_session(

@@ -1,11 +1,7 @@
 """Long-lived streams (router Execute streams, market-maker Trade streams).
 
-Each stream has a session: requests are processed concurrently but answered in order, at
-most ``stream_inflight`` at a time (then the session stops reading: HTTP/2 flow control
-pushes back on the client). Unsolicited reports (fills of the stream's accounts as makers)
-go through the same ordered output, bounded too; a reader too slow to take them, or one
-whose write stalls past ``stream_write_timeout``, is cut off with RESOURCE_EXHAUSTED so
-memory stays bounded and other streams are unaffected.
+Each stream has a session (the ordered, bounded write side is api/stream_session.py, as
+for the router's Trade streams); maker reports reach it through ``Subscribers``.
 """
 
 from __future__ import annotations
@@ -21,85 +17,25 @@ from typing import Any
 import grpc
 
 from api.stream_end import await_late_cancel
-from api.stream_output import END, OVERFLOW, StreamOutput
+from api.stream_session import OrderedSession
 from matching.v1 import orders_pb2
 from shard.edge import maker_expired_reports, maker_fill_reports
 from shard.engine import Command, Report
 
 log = logging.getLogger(__name__)
 
-UNSOLICITED_CAP = 10_000  # maker reports waiting on one stream before it is cut off
-
 Results = list[orders_pb2.CommandResult]
 Wrap = Callable[[Results, Any], Any]  # builds the stream's response message
 
 
-class StreamSession:
+class StreamSession(OrderedSession):
     def __init__(self, inflight: int, write_timeout: float) -> None:
-        self._out = StreamOutput(inflight, UNSOLICITED_CAP)
-        self._write_timeout = write_timeout
-        self.closed = False  # set when the stream is being cut off: deliver() drops
-        self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
+        super().__init__(inflight, write_timeout)
         self.accounts: set[str] = set()
         self.cancel_on_disconnect: set[str] = set()
         # Set when the client half-closed cleanly and every answer was written: the one way a
         # stream ends without cancel-on-disconnect (matching.v1 TradeStreamOptions).
         self.clean_end = False
-
-    async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start one request's work once a slot is free (at most ``inflight`` unanswered)."""
-        await self._out.put_answer(work)
-
-    def deliver(self, message: Any) -> None:
-        """An unsolicited message (maker report); never blocks the committer."""
-        if self.closed:
-            return
-        if not self._out.put_unsolicited(message):  # wakes the writer, which ends the stream
-            self.closed = True
-
-    def finish(self) -> None:
-        self._out.put_end()
-
-    async def write_all(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Write responses in order until finish(); end the call on a slow reader.
-
-        A reader too slow is cut off: the session closes and its queue is dropped at once,
-        and the call ends with RESOURCE_EXHAUSTED, which the peer sees once it drains.
-        """
-        while True:
-            messages = await self._out.next_writes()
-            if messages is END:
-                return
-            if messages is OVERFLOW:
-                self._cut_off(context, "unsolicited reports overflowed")
-                return
-            for message in messages:
-                if not await self._write(context, message):
-                    return
-
-    async def _write(self, context: grpc.aio.ServicerContext[Any, Any], message: Any) -> bool:
-        write = asyncio.ensure_future(context.write(message))
-        done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
-        if not done:
-            # Release everything now, but let gRPC finish the stalled write (it ends when
-            # the peer drains or the call's deadline passes): only then can the status go.
-            self._cut_off(context, "write timed out")
-            with contextlib.suppress(Exception):
-                await write
-            return False
-        return True
-
-    def _cut_off(self, context: grpc.aio.ServicerContext[Any, Any], why: str) -> None:
-        self.closed = True
-        self.cancel_pending()
-        if self.on_cut_off is not None:
-            self.on_cut_off()
-        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
-        context.set_details(f"stream reader too slow: {why}")
-        log.warning("cut off a slow stream reader: %s", why)
-
-    def cancel_pending(self) -> None:
-        self._out.cancel_pending()
 
 
 class Subscribers:

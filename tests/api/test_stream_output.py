@@ -1,7 +1,7 @@
 """A stream's output keeps each symbol's reports in seq order, answers in request order.
 
-Driven through both sessions that use it (the router's Trade session, the shard's stream
-session), with a recording context in place of a gRPC call."""
+Driven through the session both the router's and the shard's streams use
+(api/stream_session.py), with a recording context in place of a gRPC call."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
+from api.stream_session import OrderedSession
 from matching.v1 import gateway_pb2, orders_pb2
-from router.streams import TradeSession
-from shard.streams import StreamSession
 
 
 class Recorder:
@@ -31,19 +28,12 @@ def reports(*seqs: tuple[str, int]) -> list[orders_pb2.CommandResult]:
     ]
 
 
-Deliver = Callable[[Any, list[orders_pb2.CommandResult]], None]
-SESSIONS: list[tuple[str, Callable[[], Any], Deliver]] = [
-    ("router", lambda: TradeSession(8, 1.0), lambda s, r: s.deliver(r)),
-    (
-        "shard",
-        lambda: StreamSession(8, 1.0),
-        lambda s, r: s.deliver(gateway_pb2.TradeResponse(results=r)),
-    ),
-]
+def deliver(session: OrderedSession, results: list[orders_pb2.CommandResult]) -> None:
+    session.deliver(gateway_pb2.TradeResponse(results=results))
 
 
 async def run(
-    session: Any, deliver: Deliver, script: Callable[[Callable[..., Awaitable[None]]], Any]
+    session: OrderedSession, script: Callable[[Callable[..., Awaitable[None]]], Any]
 ) -> list[list[tuple[str, int]]]:
     """``script(answer)`` queues answers (``answer(gate, *seqs)``) and delivers fills."""
     recorder = Recorder()
@@ -62,13 +52,10 @@ async def run(
     return recorder.written
 
 
-@pytest.mark.parametrize(("name", "make", "deliver"), SESSIONS, ids=[s[0] for s in SESSIONS])
-async def test_a_fill_committed_before_an_answer_is_written_before_it(
-    name: str, make: Callable[[], Any], deliver: Deliver
-) -> None:
+async def test_a_fill_committed_before_an_answer_is_written_before_it() -> None:
     """The maker's own command runs in the batch after the taker that filled it: the fill
     (seq 10) arrives while the command's answer (seq 11) is still queued ahead of it."""
-    session = make()
+    session = OrderedSession(8, 1.0)
 
     async def script(answer: Callable[..., Awaitable[None]]) -> None:
         gate = asyncio.Event()
@@ -78,7 +65,7 @@ async def test_a_fill_committed_before_an_answer_is_written_before_it(
         deliver(session, reports(("BTC", 12)))  # after the answer: stays after it
         gate.set()
 
-    assert await run(session, deliver, script) == [
+    assert await run(session, script) == [
         [("BTC", 10)],
         [("BTC", 11)],
         [("ETH", 3)],
@@ -86,11 +73,8 @@ async def test_a_fill_committed_before_an_answer_is_written_before_it(
     ]
 
 
-@pytest.mark.parametrize(("name", "make", "deliver"), SESSIONS, ids=[s[0] for s in SESSIONS])
-async def test_a_fill_committed_after_an_answer_stays_after_it(
-    name: str, make: Callable[[], Any], deliver: Deliver
-) -> None:
-    session = make()
+async def test_a_fill_committed_after_an_answer_stays_after_it() -> None:
+    session = OrderedSession(8, 1.0)
 
     async def script(answer: Callable[..., Awaitable[None]]) -> None:
         first, second = asyncio.Event(), asyncio.Event()
@@ -102,7 +86,7 @@ async def test_a_fill_committed_after_an_answer_stays_after_it(
         await asyncio.sleep(0.01)
         first.set()
 
-    assert await run(session, deliver, script) == [
+    assert await run(session, script) == [
         [("BTC", 9)],
         [("BTC", 10)],  # before the second answer (BTC 14), after the first (BTC 9)
         [("ETH", 20), ("BTC", 14)],

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cluster.model import Assignment, AssignmentState, ClusterView
-from matching.v1 import orders_pb2, shard_pb2, types_pb2
+from matching.v1 import gateway_pb2, orders_pb2, shard_pb2, types_pb2
 from router.buffers import WAIT, Route, SymbolBuffers
 from router.errors import LinkClosed, LinkOverloaded
 from router.link import LinkHooks, Part, ShardLink
@@ -144,7 +144,7 @@ async def test_buffered_commands_expire(link: ShardLink) -> None:
 
 
 class _Stream:
-    def deliver(self, results: list[orders_pb2.CommandResult]) -> None:
+    def deliver(self, message: gateway_pb2.TradeResponse) -> None:
         return None
 
 

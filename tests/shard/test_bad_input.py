@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 import pytest
 
+from api.stream_session import UNSOLICITED_CAP
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from shard.server import ShardNode
-from shard.streams import UNSOLICITED_CAP
 from tests.checkers import check_durable_record
 from tests.shard.bad_input_support import (
     BATCH_ONLY,

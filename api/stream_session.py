@@ -1,0 +1,89 @@
+"""The write side of a long-lived stream, shared by the router's Trade sessions and the
+shard's Trade and Execute sessions.
+
+Each request's work runs concurrently but is answered in request order, at most
+``inflight`` at a time (then the session stops reading: HTTP/2 flow control pushes back on
+the client). Unsolicited messages (maker reports) go through the same ordered output
+(api/stream_output.py), bounded too; a reader too slow to take them, or one whose write
+stalls past ``write_timeout``, is cut off with RESOURCE_EXHAUSTED, so memory stays bounded
+and other streams are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+
+from api.stream_output import END, OVERFLOW, StreamOutput
+
+log = logging.getLogger(__name__)
+
+UNSOLICITED_CAP = 10_000  # unsolicited messages waiting on one stream before it is cut off
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class OrderedSession:
+    def __init__(self, inflight: int, write_timeout: float) -> None:
+        self._out = StreamOutput(inflight, UNSOLICITED_CAP)
+        self._write_timeout = write_timeout
+        self.closed = False  # being cut off or ended: deliver() drops
+        self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
+
+    async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start one request's work once a slot is free; its answer keeps its place."""
+        await self._out.put_answer(work)
+
+    def deliver(self, message: Any) -> None:
+        """An unsolicited message (with ``results``); never blocks its caller."""
+        if self.closed:
+            return
+        if not self._out.put_unsolicited(message):  # wakes the writer, which ends the stream
+            self.closed = True
+
+    def finish(self) -> None:
+        self._out.put_end()
+
+    async def write_all(self, context: Context) -> bool:
+        """Write in order until finish(); True if everything was written, False if the
+        reader was cut off (the call then ends with RESOURCE_EXHAUSTED once it drains)."""
+        while True:
+            messages = await self._out.next_writes()
+            if messages is END:
+                return True
+            if messages is OVERFLOW:
+                self._cut_off(context, "unsolicited reports overflowed")
+                return False
+            for message in messages:
+                if not await self._write(context, message):
+                    return False
+
+    async def _write(self, context: Context, message: Any) -> bool:
+        write = asyncio.ensure_future(context.write(message))
+        done, _ = await asyncio.wait({write}, timeout=self._write_timeout)
+        if not done:
+            # Release everything now, but let gRPC finish the stalled write (it ends when
+            # the peer drains or the call's deadline passes): only then can the status go.
+            self._cut_off(context, "write timed out")
+            with contextlib.suppress(Exception):
+                await write
+            return False
+        return True
+
+    def _cut_off(self, context: Context, why: str) -> None:
+        self.closed = True
+        self.cancel_pending()
+        if self.on_cut_off is not None:
+            self.on_cut_off()
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(f"stream reader too slow: {why}")
+        log.warning("cut off a slow stream reader: %s", why)
+
+    def cancel_pending(self) -> None:
+        """Drop everything queued, cancelling answers still being worked on."""
+        self._out.cancel_pending()
