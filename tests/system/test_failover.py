@@ -33,6 +33,18 @@ async def place_via(address: str, cloid: str, price: int) -> orders_pb2.CommandR
         return result
 
 
+async def hinted_refusal(address: str, deadline_s: float) -> orders_pb2.CommandResult:
+    """The old owner drops the symbol when its commit is fenced, which can be before its
+    etcd watch, resumed after SIGCONT, has brought the new assignment: until then it
+    refuses without an owner hint. Ask until the hint is there or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        result = await place_via(address, "to-old-owner", 103)
+        if result.error.owner_hint.shard_id or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
 async def owner_of(cluster: SystemCluster, symbol: str = SYMBOL) -> str:
     return (await cluster.view()).assignments[symbol].shard_id
 
@@ -105,9 +117,9 @@ async def test_sigstopped_owner_is_fenced_after_reassignment(
         new_owner = (await cluster.view()).assignments[SYMBOL]
         assert new_owner.epoch > stale_epoch
         assert (await place_via(cluster.address(new_owner.shard_id), "after", 102)).report.order_id
-        dropped = await place_via(proc.target, "to-old-owner", 103)
+        dropped = await hinted_refusal(proc.target, deadline_s=10.0)
         assert dropped.error.reason == 100, dropped  # NOT_OWNER: it let the symbol go
-        assert dropped.error.owner_hint.shard_id == new_owner.shard_id
+        assert dropped.error.owner_hint.shard_id == new_owner.shard_id, dropped
         check_durable_record(pg_dsn)  # includes: journal epochs never go backwards
         with psycopg.connect(pg_dsn) as conn:
             stale = conn.execute(
