@@ -1,5 +1,5 @@
 """The write side of a long-lived stream, shared by the router's Trade sessions and the
-shard's Trade and Execute sessions.
+shard's Trade and Execute sessions, and ``run_session``, which runs one such stream.
 
 Each request's work runs concurrently but is answered in request order, at most
 ``inflight`` at a time (then the session stops reading: HTTP/2 flow control pushes back on
@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
 
+from api.stream_end import await_late_cancel
 from api.stream_output import END, OVERFLOW, StreamOutput
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class OrderedSession:
         self._write_timeout = write_timeout
         self.closed = False  # being cut off or ended: deliver() drops
         self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
+
+    def cancels_on_disconnect(self) -> bool:
+        """Whether some account on this stream asked for cancel-on-disconnect."""
+        return False
 
     async def enqueue(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start one request's work once a slot is free; its answer keeps its place."""
@@ -87,3 +92,57 @@ class OrderedSession:
     def cancel_pending(self) -> None:
         """Drop everything queued, cancelling answers still being worked on."""
         self._out.cancel_pending()
+
+
+async def run_session(
+    session: OrderedSession,
+    context: Context,
+    read: Callable[[], Coroutine[Any, Any, None]],
+    on_close: Callable[[bool], Awaitable[None]],
+) -> None:
+    """Read requests in one task, write answers in this one; ``on_close(clean)`` runs once,
+    however the stream ends.
+
+    ``clean`` is True only if the client half-closed and every answer was written: the one
+    ending cancel-on-disconnect spares (matching.v1 TradeStreamOptions). A client's cancel
+    looks the same at first, so such a session waits for it (api/stream_end.py). A reader
+    that fails (unparseable message, abort) ends the stream with an error status, never OK.
+    """
+    close_task: asyncio.Task[None] | None = None
+
+    def close_once(clean: bool) -> asyncio.Task[None]:
+        nonlocal close_task
+        if close_task is None:
+            close_task = asyncio.ensure_future(on_close(clean))
+        return close_task
+
+    session.on_cut_off = lambda: close_once(False)  # a cut-off stream is cleaned up at once
+    reader = asyncio.create_task(read())
+    reader.add_done_callback(lambda _: session.finish())
+    clean = False
+    try:
+        ended = await session.write_all(context) and _ended_cleanly(reader)
+        if ended and session.cancels_on_disconnect():
+            await await_late_cancel()  # raises if the "end" was the client's cancel
+        clean = ended
+    finally:
+        session.closed = True
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        session.cancel_pending()
+        await close_once(clean)
+    if not reader.cancelled() and reader.exception() is not None:
+        await _end_with_reader_error(context, reader.exception())
+
+
+def _ended_cleanly(reader: asyncio.Task[None]) -> bool:
+    return reader.done() and not reader.cancelled() and reader.exception() is None
+
+
+async def _end_with_reader_error(context: Context, exc: BaseException | None) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        return  # the reader already set the status (e.g. INVALID_ARGUMENT)
+    log.warning("stream ended by a reader error: %s", type(exc).__name__)
+    context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+    context.set_details("malformed stream message")

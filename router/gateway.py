@@ -31,13 +31,14 @@ from api.status import (
     abort_with_code,
     command_error_status,
 )
+from api.stream_session import run_session
 from api.validation import Violation
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from router.config import RouterConfig
 from router.links import LinkSet
 from router.market_data import MarketData, ReadFailed
 from router.routing import Dispatcher, Table
-from router.streams import TradeSession, run_session
+from router.streams import TradeSession
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from api.request_validation import (
     validate_trade_request,
 )
 from api.status import abort_with_code, bad_request_status, command_error_status
+from api.stream_session import run_session
 from api.validation import Violation
 from matching.v1 import (
     gateway_pb2,
@@ -30,7 +31,7 @@ from shard.errors import Overloaded
 from shard.pipeline import BookView, Pipeline
 from shard.results import execute_commands, order_to_pb
 from shard.service import cancel_on_disconnect
-from shard.streams import StreamSession, Subscribers, run_session
+from shard.streams import StreamSession, Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 if request.commands:
                     await session.enqueue(functools.partial(self._run, request))
 
-        async def close() -> None:
+        async def close(clean: bool) -> None:
             self._subscribers.unsubscribe_all(session)
-            await cancel_on_disconnect(self._pipeline, session)
+            await cancel_on_disconnect(self._pipeline, session, clean=clean)
 
         await run_session(session, context, read, close)
 

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from api.status import bad_request_status
+from api.stream_session import run_session
 from api.validation import validate_command_count
 from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
 from shard.config import ShardConfig
@@ -18,7 +19,7 @@ from shard.engine import MassCancel
 from shard.errors import Overloaded
 from shard.pipeline import Pipeline
 from shard.results import execute_commands
-from shard.streams import StreamSession, Subscribers, run_session
+from shard.streams import StreamSession, Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
             async for request in request_iterator:
                 await self._accept(request, session, context)
 
-        async def close() -> None:
+        async def close(clean: bool) -> None:
             # However it ends, clean or not: accounts the router still has subscribed are
             # cancelled (it unsubscribes those whose clients ended cleanly; shard.proto).
             self._subscribers.unsubscribe_all(session)
-            await cancel_on_disconnect(self._pipeline, session, spare_clean_end=False)
+            await cancel_on_disconnect(self._pipeline, session, clean=False)
 
         await run_session(session, context, read, close)
 
@@ -85,13 +86,13 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
 
 
 async def cancel_on_disconnect(
-    pipeline: Pipeline, session: StreamSession, *, spare_clean_end: bool = True
+    pipeline: Pipeline, session: StreamSession, *, clean: bool = False
 ) -> None:
     """Cancel the open orders of accounts whose stream asked for it, on every owned symbol,
-    unless (``spare_clean_end``, a client's Trade stream) the client ended the stream cleanly
-    (half-close after every answer). Symbols reloading or moving now, and cancels that
+    unless the stream ended ``clean`` (a client's half-close after every answer; a router's
+    Execute stream always passes False). Symbols reloading or moving now, and cancels that
     cannot run, are owed: the pipeline runs them once the symbol serves here again."""
-    if not session.cancel_on_disconnect or (spare_clean_end and session.clean_end):
+    if not session.cancel_on_disconnect or clean:
         return
     accounts = sorted(session.cancel_on_disconnect)
     serving = pipeline.ownership.serving()

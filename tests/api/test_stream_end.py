@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
-from router import streams as router_streams
-from shard import streams as shard_streams
+from api.stream_session import OrderedSession, run_session
+from router.streams import TradeSession
+from shard.streams import StreamSession
 
 CANCELS = 300
 HALF_CLOSES = 4
@@ -23,10 +24,21 @@ Verdicts = list[bool]
 Handler = Callable[[AsyncIterator[bytes], Any], Awaitable[None]]
 
 
-def router_handler(verdicts: Verdicts) -> Handler:
+def router_session() -> OrderedSession:
+    session = TradeSession(inflight=8, write_timeout=5.0)
+    session.cancel_on_disconnect = True
+    return session
+
+
+def shard_session() -> OrderedSession:
+    session = StreamSession(inflight=8, write_timeout=5.0)
+    session.cancel_on_disconnect = {"mm"}
+    return session
+
+
+def echo_handler(make_session: Callable[[], OrderedSession], verdicts: Verdicts) -> Handler:
     async def handler(requests: AsyncIterator[bytes], context: Any) -> None:
-        session = router_streams.TradeSession(inflight=8, write_timeout=5.0)
-        session.cancel_on_disconnect = True
+        session = make_session()
 
         async def read() -> None:
             async for request in requests:
@@ -35,24 +47,7 @@ def router_handler(verdicts: Verdicts) -> Handler:
         async def close(clean: bool) -> None:
             verdicts.append(clean)
 
-        await router_streams.run_session(session, context, read, close)
-
-    return handler
-
-
-def shard_handler(verdicts: Verdicts) -> Handler:
-    async def handler(requests: AsyncIterator[bytes], context: Any) -> None:
-        session = shard_streams.StreamSession(inflight=8, write_timeout=5.0)
-        session.cancel_on_disconnect = {"mm"}
-
-        async def read() -> None:
-            async for request in requests:
-                await session.enqueue(lambda request=request: _echo(request))
-
-        async def close() -> None:
-            verdicts.append(session.clean_end)
-
-        await shard_streams.run_session(session, context, read, close)
+        await run_session(session, context, read, close)
 
     return handler
 
@@ -65,13 +60,14 @@ def _same(raw: bytes) -> bytes:
     return raw
 
 
-@pytest.mark.parametrize("make_handler", [router_handler, shard_handler], ids=["router", "shard"])
+@pytest.mark.parametrize("make_session", [router_session, shard_session], ids=["router", "shard"])
 async def test_a_cancel_after_the_last_answer_is_a_disconnect(
-    make_handler: Callable[[Verdicts], Handler],
+    make_session: Callable[[], OrderedSession],
 ) -> None:
     verdicts: Verdicts = []
     server = grpc.aio.server()
-    method = grpc.stream_stream_rpc_method_handler(make_handler(verdicts), _same, _same)
+    handler = echo_handler(make_session, verdicts)
+    method = grpc.stream_stream_rpc_method_handler(handler, _same, _same)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"S": method}),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
