@@ -104,6 +104,9 @@ class _Batch:
     books: dict[str, BookView] = field(default_factory=dict)  # as of this batch's last command
     commit: Commit | None = None  # None: nothing to write (an empty or all-refused batch)
     span: trace.Span | None = None
+    # Matching raised part-way: the batch is never written, and when it reaches the head of
+    # the commit order it fails like a failed commit (its symbols' books reload).
+    failure: PersistenceError | None = None
 
 
 class Pipeline:
@@ -264,8 +267,8 @@ class Pipeline:
             if generation != self._generation:
                 self._requeue(subs)  # a commit failed meanwhile: form this batch again
                 continue
-            batch = self._apply(subs, generation)
-            if batch.rows.journal:
+            batch = self._match(subs, generation)
+            if batch.failure is None and batch.rows.journal:
                 batch.span = _tracer.start_span(
                     "shard.batch.commit",
                     links=batch.links,
@@ -310,9 +313,29 @@ class Pipeline:
         self._inbox_commands -= count
         return subs
 
-    def _apply(self, subs: list[_Submission], generation: int) -> _Batch:
-        """Match one batch. Synchronous on purpose: nothing interleaves with it."""
+    def _match(self, subs: list[_Submission], generation: int) -> _Batch:
+        """Match one batch; a matching bug fails that batch, not the matcher."""
         batch = _Batch(generation)
+        try:
+            self._apply(batch, subs)
+        except Exception as exc:
+            log.exception("matching a batch failed; it is not written and its symbols reload")
+            self._fail_match(batch, subs, exc)
+        return batch
+
+    def _fail_match(self, batch: _Batch, subs: list[_Submission], exc: Exception) -> None:
+        """Everything the batch may have changed in the engine is suspect: every symbol its
+        commands name reloads once the batches ahead of it have committed."""
+        taken = set(map(id, batch.submissions))
+        batch.submissions.extend(sub for sub in subs if id(sub) not in taken)
+        batch.touched.update(cmd.symbol for sub in batch.submissions for cmd in sub.commands)
+        for sub in batch.submissions:
+            if sub.owes:  # under the epoch held now: nothing of this batch was written
+                self.owed.owe_commands(sub.commands)
+        batch.failure = PersistenceError(f"matching failed: {type(exc).__name__}: {exc}")
+
+    def _apply(self, batch: _Batch, subs: list[_Submission]) -> None:
+        """Match one batch. Synchronous on purpose: nothing interleaves with it."""
         batch.links = [Link(s.span) for s in subs if s.span is not None]
         count = sum(len(s.commands) for s in subs)
         admit_all = self._admission.admit_all
@@ -330,7 +353,6 @@ class Pipeline:
                     self.owed.owe_commands(cancel for cancel, out in away if _away(out))
             for symbol in batch.touched:
                 batch.books[symbol] = self.book_view(symbol)
-        return batch
 
     def _apply_owed(self, batch: _Batch) -> None:
         """Run the owed cancels that are due, ahead of everything else in ``batch``."""
@@ -350,6 +372,8 @@ class Pipeline:
                 await self._matched.wait()
             batch = self._pending[0]
             try:
+                if batch.failure is not None:
+                    raise batch.failure
                 if batch.commit is not None:
                     await batch.commit.commit()
             except PersistenceError as exc:

@@ -36,11 +36,11 @@ class Shard:
         self.reloaded: list[int] = []
         self.durable: list[Command] = []  # what Postgres holds: replayed by a reload
         self.writer = ScriptedWriter()
-        admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
+        self.admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
         self.pipeline = Pipeline(
             self.engine,
             self.ownership,
-            admission,
+            self.admission,
             self.writer.start,
             self._reload,
             caps or BatchCaps(),
