@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pool-max",
         type=int,
         default=int(env.get(f"{ENV_PREFIX}POOL_MAX", "8")),
-        help="max Postgres connections; at least one per batch in flight (2) plus two for"
+        help="max Postgres connections; at least one per batch in flight (3) plus two for"
         " lookups and reloads (default 8)",
     )
     parser.add_argument(

@@ -68,7 +68,9 @@ class BatchCaps:
     max_commands: int = 4096  # per batch
     max_bytes: int = 4 << 20  # per batch, as reported by the edge
     max_pending: int = 100_000  # commands waiting in the inbox before RESOURCE_EXHAUSTED
-    max_inflight_batches: int = 2  # matched, not yet committed (each with a transaction open)
+    # Matched, not yet committed (each with a transaction open); the one being formed holds
+    # its slot while it claims client order ids (0004: three beat two since the claims).
+    max_inflight_batches: int = 3
     book_depth: int = 50  # L2 levels per side kept for committed-book reads
 
 
@@ -325,10 +327,13 @@ class Pipeline:
 
     def _fail_match(self, batch: _Batch, subs: list[_Submission], exc: Exception) -> None:
         """Everything the batch may have changed in the engine is suspect: every symbol its
-        commands name reloads once the batches ahead of it have committed."""
+        commands name stops serving now (no later batch may match against its book) and
+        reloads once the batches ahead of it have committed."""
         taken = set(map(id, batch.submissions))
         batch.submissions.extend(sub for sub in subs if id(sub) not in taken)
         batch.touched.update(cmd.symbol for sub in batch.submissions for cmd in sub.commands)
+        for symbol in batch.touched:
+            self.ownership.mark_recovering(symbol)
         for sub in batch.submissions:
             if sub.owes:  # under the epoch held now: nothing of this batch was written
                 self.owed.owe_commands(sub.commands)

@@ -171,7 +171,7 @@ async def test_reload_leaves_a_symbol_dropped_or_taken_anew_meanwhile() -> None:
 
 
 async def test_cancel_on_disconnect_is_taken_past_a_full_inbox() -> None:
-    shard = Shard(BatchCaps(max_pending=1))
+    shard = Shard(BatchCaps(max_pending=1, max_inflight_batches=2))
     session = StreamSession(4, 1.0)
     session.cancel_on_disconnect.update({"mm-1", "mm-2"})  # two mass cancels > max_pending
     done = asyncio.ensure_future(cancel_on_disconnect(shard.pipeline, session))
@@ -223,7 +223,7 @@ async def test_a_large_cancel_on_disconnect_is_matched_in_capped_batches() -> No
 
 
 async def test_a_barrier_passes_an_inbox_filled_past_its_cap_by_protective_commands() -> None:
-    shard = Shard(BatchCaps(max_pending=1))
+    shard = Shard(BatchCaps(max_pending=1, max_inflight_batches=2))
     session = StreamSession(4, 1.0)
     session.cancel_on_disconnect.update({"mm-1", "mm-2"})
     placed = []

@@ -17,7 +17,7 @@ from shard.engine import Command, MatchingEngine, PlaceOrder, SymbolSpec
 from shard.errors import REASON_DEADLINE_EXCEEDED, REASON_OUTCOME_UNKNOWN, CommandFailure
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership
-from shard.pipeline import Pipeline
+from shard.pipeline import BatchCaps, Pipeline
 from tests.shard.support import all_new
 
 SYMBOL = "BTC-USDT"
@@ -122,10 +122,10 @@ async def test_batches_commit_and_answer_in_order(setup) -> None:  # type: ignor
 
 async def test_a_command_that_waited_past_its_deadline_is_not_executed(setup) -> None:  # type: ignore[no-untyped-def]
     pipeline, writer, _ = setup
-    busy = [submit(pipeline, [order("a")])]
-    await until(lambda: len(writer.started) == 1)
-    busy.append(submit(pipeline, [order("b")]))
-    await until(lambda: len(writer.started) == 2)  # both slots taken: the next one waits
+    busy = []
+    for n in range(1, BatchCaps.max_inflight_batches + 1):  # one batch each: every slot taken
+        busy.append(submit(pipeline, [order(f"busy-{n}")]))
+        await until(lambda n=n: len(writer.started) == n)
     deadline = time.time_ns() + 20_000_000  # 20 ms from now: still ahead when submitted
     late = submit(pipeline, [order("c")], [deadline])
     while time.time_ns() <= deadline:  # it waits in the inbox past its deadline
@@ -135,5 +135,5 @@ async def test_a_command_that_waited_past_its_deadline_is_not_executed(setup) ->
     await asyncio.gather(*busy)
     (outcome,) = await late
     assert isinstance(outcome, CommandFailure) and outcome.reason == REASON_DEADLINE_EXCEEDED
-    assert pipeline._engine.book(SYMBOL).last_seq == 2  # "c" took no sequence number
+    assert pipeline._engine.book(SYMBOL).last_seq == len(busy)  # "c" took no sequence number
     await pipeline.stop(timeout=1.0)
