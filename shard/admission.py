@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from persistence.claims import Claimed
+from persistence.claims import Claimed, Key
 from persistence.placements import StoredPlacement
 from persistence.rows import BatchRows
 from shard.engine import (
@@ -31,7 +31,7 @@ from shard.errors import (
     REASON_UNKNOWN_SYMBOL,
     CommandFailure,
 )
-from shard.idempotency import Fingerprint, IdempotencyIndex, Key, Placement, Replay, fingerprint
+from shard.idempotency import Fingerprint, IdempotencyIndex, Placement, Replay, fingerprint
 from shard.ownership import OwnedSymbol, Ownership, SymbolState
 from shard.recording import record
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import NamedTuple
 
+from persistence.claims import Key  # (account, client_order_id), as claimed in Postgres
 from shard.engine import PlaceOrder, Report
-
-Key = tuple[str, str]  # (account, client_order_id)
 
 
 class Fingerprint(NamedTuple):

@@ -25,7 +25,7 @@ from cluster.etcd import EtcdRegistry
 from cluster.registry import Registry
 from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, shard_pb2, shard_pb2_grpc
-from persistence.claims import Claimed, claim_client_order_ids
+from persistence.claims import Claimed, Key, claim_client_order_ids
 from persistence.errors import PersistenceError, translated
 from persistence.loader import list_symbols
 from persistence.migrate import migrate
@@ -39,7 +39,7 @@ from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
 from shard.errors import Overloaded
 from shard.gateway import GatewayServicer
-from shard.idempotency import IdempotencyIndex, Key
+from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership, SymbolState
 from shard.pipeline import Pipeline
 from shard.publisher import MarketDataPublisher
