@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from cluster.errors import ClusterError
@@ -62,22 +63,13 @@ class KeptRegistration:
 
     async def keep(self) -> None:
         """Refresh until closed; never raises (an unexpected error is logged and retried)."""
-        loop = asyncio.get_running_loop()
-        last_ok = loop.time()
-        pace = _Pace(self._ttl)
-        while self._refreshing:
-            await pace.wait()
-            if not self._refreshing:
-                return
-            alive = await _refresh(self._backend, self._lease, self._ttl, self._key)
-            if alive:
-                last_ok = loop.time()
-            elif alive is False or loop.time() - last_ok > self._ttl:
-                self.registered.clear()
-                self.lease_losses += 1
-                log.warning("lease of %s lost; registering again", self._key)
-                await self._register_again()
-                last_ok = loop.time()
+        while await _refresh_until_lost(
+            self._backend, self._lease, self._ttl, self._key, lambda: self._refreshing
+        ):
+            self.registered.clear()
+            self.lease_losses += 1
+            log.warning("lease of %s lost; registering again", self._key)
+            await self._register_again()
 
     async def _register_again(self) -> None:
         old, pause = self._lease, REREGISTER_BACKOFF[0]
@@ -116,19 +108,12 @@ class KeptLeadership:
         self._resigned = False
 
     async def keep(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_ok = loop.time()
-        pace = _Pace(self._ttl)
-        while not self._resigned:
-            await pace.wait()
-            alive = await _refresh(self._backend, self._lease, self._ttl, "the controller")
-            if alive:
-                last_ok = loop.time()
-            elif alive is False or loop.time() - last_ok > self._ttl:
-                if not self._resigned:
-                    log.warning("controller lease lost")
-                    self.lost.set()
-                return
+        lost = await _refresh_until_lost(
+            self._backend, self._lease, self._ttl, "the controller", lambda: not self._resigned
+        )
+        if lost and not self._resigned:
+            log.warning("controller lease lost")
+            self.lost.set()
 
     async def resign(self) -> None:
         """Give up the term: the controller key disappears at once."""
@@ -149,6 +134,26 @@ class _Pace:
     async def wait(self) -> None:
         await asyncio.sleep(max(0.0, self._next - self._loop.time()))
         self._next = self._loop.time() + self._period
+
+
+async def _refresh_until_lost(
+    backend: LeaseBackend, lease: int, ttl: int, owner: str, running: Callable[[], bool]
+) -> bool:
+    """Refresh ``lease`` every TTL/3 while ``running()``. True once it is lost: gone, or not
+    refreshed for longer than its TTL (it may have expired unseen); False if stopped."""
+    loop = asyncio.get_running_loop()
+    last_ok = loop.time()
+    pace = _Pace(ttl)
+    while running():
+        await pace.wait()
+        if not running():
+            return False
+        alive = await _refresh(backend, lease, ttl, owner)
+        if alive:
+            last_ok = loop.time()
+        elif alive is False or loop.time() - last_ok > ttl:
+            return True
+    return False
 
 
 async def _refresh(backend: LeaseBackend, lease: int, ttl: int, owner: str) -> bool | None:
