@@ -108,7 +108,8 @@ class SymbolBuffers:
             parts.append(part)
         self._counts[symbol] = count
         loop = asyncio.get_running_loop()
-        part.timer = loop.call_later(self._max_seconds, self._expire, symbol, part)
+        wait = part.max_wait or self._max_seconds
+        part.timer = loop.call_later(wait, self._expire, symbol, part)
 
     def _expire(self, symbol: str, part: Part) -> None:
         parts = self._parts.get(symbol)

@@ -34,6 +34,10 @@ class RouterConfig:
     # wait in a per-symbol buffer; beyond either bound: UNAVAILABLE / SYMBOL_MOVING.
     buffer_max_commands: int = 10_000
     buffer_max_seconds: float = 5.0
+    # A cancel-on-disconnect waits this long for its symbol's owner instead: a failover
+    # (lease TTL, then the new owner's load) may outlast buffer_max_seconds, and a gone
+    # client's orders must not be left resting because it did.
+    protective_wait: float = 30.0
     request_timeout: float = 10.0  # deadline of commands whose caller set none
     answer_grace: float = 5.0  # past a sent command's deadline, wait this long for its answer
     table_refresh_timeout: float = 2.0  # the re-read after a NOT_OWNER answer
@@ -93,6 +97,8 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      "max commands buffered per symbol while it has no reachable owner (moving)"),
     ("--buffer-seconds", f"{ENV_PREFIX}BUFFER_SECONDS", 5.0,
      "max seconds a command waits for a moving symbol; then UNAVAILABLE / SYMBOL_MOVING"),
+    ("--cancel-wait", f"{ENV_PREFIX}CANCEL_WAIT", RouterConfig.protective_wait,
+     "max seconds a cancel-on-disconnect waits for its symbol's owner (moving, failing over)"),
     ("--request-timeout", f"{ENV_PREFIX}REQUEST_TIMEOUT", 10.0,
      "deadline in seconds of commands whose caller set none"),
     ("--max-message-bytes", f"{ENV_PREFIX}MAX_MESSAGE_BYTES", 16 << 20,
@@ -140,6 +146,7 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             link_max_queued=args.link_queue,
             buffer_max_commands=args.buffer_max,
             buffer_max_seconds=args.buffer_seconds,
+            protective_wait=args.cancel_wait,
             request_timeout=args.request_timeout,
             max_message_bytes=args.max_message_bytes,
             stream_inflight=args.stream_inflight,

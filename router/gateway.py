@@ -167,14 +167,17 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
 
     async def _cancel_accounts(self, accounts: list[str]) -> None:
         """Cancel-on-disconnect: a mass cancel of each account on every shard, and one per
-        symbol in transit (no shard serves it now: it waits in the buffer for its owner)."""
+        symbol in transit (no shard serves it now: it waits in the buffer for its owner, up
+        to ``protective_wait``, however long other commands may wait there)."""
         symbols = ["", *self._dispatcher.in_transit()]
         commands = [
             orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
             for a in accounts
             for s in symbols
         ]
-        results = await self._dispatcher.execute(commands, self._deadline(None))
+        wait = self._config.protective_wait
+        deadline = time.time_ns() + int(wait * 1e9)
+        results = await self._dispatcher.execute(commands, deadline, max_wait=wait)
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
                      for r in results)  # fmt: skip
         if failed:

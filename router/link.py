@@ -58,6 +58,7 @@ class Part:
         "final",
         "future",
         "indices",
+        "max_wait",
         "on_send",
         "remaining",
         "results",
@@ -84,6 +85,7 @@ class Part:
         self.on_send: Callable[[ShardLink], None] | None = None
         self.shard_id = ""  # the shard that answered (retry decisions)
         self.timer: asyncio.TimerHandle | None = None  # buffer expiry
+        self.max_wait = 0.0  # seconds it may wait in a buffer; 0: the buffer's bound
 
     def answer(self, index: int, result: CommandResult) -> None:
         if self.results[index] is None:

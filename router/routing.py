@@ -71,13 +71,18 @@ class _Request:
     """One caller's commands on their way: per command its symbol, bytes and result."""
 
     __slots__ = ("bodies", "commands", "deadline", "deadlines", "finished", "held", "kinds",
-                 "parts", "results", "seq", "symbols")  # fmt: skip
+                 "max_wait", "parts", "results", "seq", "symbols")  # fmt: skip
 
     def __init__(
-        self, commands: Sequence[orders_pb2.OrderCommand], deadline: int, seq: int
+        self,
+        commands: Sequence[orders_pb2.OrderCommand],
+        deadline: int,
+        seq: int,
+        max_wait: float,
     ) -> None:
         n = len(commands)
         self.seq = seq
+        self.max_wait = max_wait  # seconds its commands may wait in a buffer
         self.commands = commands
         self.deadline = deadline
         self.kinds: list[str | None] = [None] * n
@@ -118,10 +123,16 @@ class Dispatcher:
         return sorted(s for s in self._table.view().assignments if self.route(s) == WAIT)
 
     async def execute(
-        self, commands: Sequence[orders_pb2.OrderCommand], deadline: int
+        self,
+        commands: Sequence[orders_pb2.OrderCommand],
+        deadline: int,
+        *,
+        max_wait: float = 0.0,
     ) -> list[CommandResult]:
-        """One result per command, in order; ``deadline`` in ns since the epoch."""
-        request = _Request(commands, deadline, next(self._arrivals))
+        """One result per command, in order; ``deadline`` in ns since the epoch.
+        ``max_wait``: how long they may wait for a symbol's owner (0: buffer_max_seconds)."""
+        max_wait = max_wait or self._config.buffer_max_seconds
+        request = _Request(commands, deadline, next(self._arrivals), max_wait)
         routed, fan_outs = self._prepare(request)
         parts = self._dispatch(request, routed)
         spread = [(i, self._fan_out(request, i)) for i in fan_outs]
@@ -200,6 +211,7 @@ class Dispatcher:
         parts = []
         for key, (idx, group_bodies, group_deadlines) in groups.items():
             part = Part(idx, group_bodies, group_deadlines, request.seq)
+            part.max_wait = request.max_wait
             parts.append(part)
             if isinstance(key, ShardLink):
                 self._sending(request, part, {symbols[i] for i in idx}, key)
@@ -278,7 +290,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):  # etcd down: route by the last view
                 await asyncio.wait_for(self._table.refresh(), self._config.table_refresh_timeout)
         remaining = (request.deadline - time.time_ns()) / 1e9
-        budget = max(0.0, min(self._config.buffer_max_seconds, remaining))
+        budget = max(0.0, min(request.max_wait, remaining))
         waits = {request.symbols[i]: (shard, reason) for i, shard, reason in retry}
         await asyncio.gather(
             *(self._await_change(s, shard, reason, budget) for s, (shard, reason) in waits.items())

@@ -187,11 +187,21 @@ async def test_a_full_link_queue_is_resource_exhausted(two_shards: Cluster) -> N
     assert await journal(state.dsn, BTC) == []
 
 
-async def test_cancel_on_disconnect_reaches_a_symbol_that_was_moving(two_shards: Cluster) -> None:
+@pytest.mark.parametrize(
+    "buffer_seconds",
+    [60.0, 0.3],
+    ids=["buffer-outlasts-the-move", "move-outlasts-the-buffer"],
+)
+async def test_cancel_on_disconnect_reaches_a_symbol_that_was_moving(
+    two_shards: Cluster, buffer_seconds: float
+) -> None:
     """No shard serves a symbol between its old owner letting go and its new owner loading
-    it: the router's cancel for it waits in the move buffer and reaches the new owner."""
+    it: the router's cancel for it waits in the move buffer and reaches the new owner. It
+    waits up to protective_wait (30 s), even where other commands would have been answered
+    SYMBOL_MOVING after buffer_max_seconds (here the new owner starts 1 s after the cancel
+    was buffered)."""
     state = two_shards
-    async with running_router(state, buffer_max_seconds=60.0) as (router, stub):
+    async with running_router(state, buffer_max_seconds=buffer_seconds) as (router, stub):
         call = trade(stub)
         options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
         place = cmd(1, place_order=limit(BTC, "mm", SELL, 1, 900))
@@ -203,6 +213,7 @@ async def test_cancel_on_disconnect_reaches_a_symbol_that_was_moving(two_shards:
         await state.stop_shard("shard-a", leave=True)  # let go: nobody serves BTC now
         call.cancel()
         assert await wait_until(lambda: router.dispatcher.buffers.count(BTC) == 1, TIMEOUT)
+        await asyncio.sleep(1.0)
         await state.start_shard("shard-c", (BTC,), assign=False)  # loads mm's resting order
         await state.assign(BTC, "shard-c")
         for _ in range(200):  # bounded: ~10 s
