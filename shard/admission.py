@@ -107,21 +107,23 @@ class Admission:
             if deadlines is not None and 0 < deadlines[i] < now:
                 outcomes.append(_LATE)
                 continue
+            placing: tuple[Key, tuple[object, ...]] | None = None
             if type(cmd) is PlaceOrder and cmd.client_order_id:
                 key = (cmd.account, cmd.client_order_id)
+                fp = fingerprint(cmd)
                 seen = index_get(key)
                 if seen is not None:
-                    outcomes.append(_replay(seen, fingerprint(cmd)))
+                    outcomes.append(_replay(seen, fp))
                     continue
                 if bound and bound.get(key, symbol) != symbol:
                     outcomes.append(_BOUND_ELSEWHERE)
                     continue
-                report = execute(cmd)
-                if report.order_id:
-                    index_add(key, _new(Placement, (fingerprint(cmd), report)))
-            else:
-                report = execute(cmd)
+                placing = (key, fp)
+            report = execute(cmd)
             record(cmd, report, owned.epoch, rows)
+            # Indexed only once recorded: a batch that fails forgets what its rows hold.
+            if placing is not None and report.order_id:
+                index_add(placing[0], _new(Placement, (placing[1], report)))
             epochs[symbol] = owned.epoch
             touched.add(symbol)
             outcomes.append(report)

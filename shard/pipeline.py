@@ -363,10 +363,10 @@ class Pipeline:
         """Run the owed cancels that are due, ahead of everything else in ``batch``."""
         cancels = self.owed.take_due()
         if cancels:
-            outcomes = self._admission.admit_owed(cancels, batch.rows, batch.touched)
             future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+            # In the batch before they run: if matching raises, they are owed again.
             batch.submissions.append(_Submission(cancels, 0, future, None, None, owes=True))
-            batch.outcomes.append(outcomes)
+            batch.outcomes.append(self._admission.admit_owed(cancels, batch.rows, batch.touched))
 
     # --- committer --------------------------------------------------------------------
 

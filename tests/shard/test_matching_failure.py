@@ -2,8 +2,9 @@
 
 The batch is never written; the batches ahead of it commit; when it reaches the head of
 the commit order it fails like a failed commit: its commands are answered OUTCOME_UNKNOWN,
-its placements are forgotten, and its symbols' books reload from what is durable. Cancels
-owed to a gone client that it carried are owed again. The matcher goes on serving.
+its placements are forgotten (a retry is placed afresh, never replayed), and its symbols'
+books reload from what is durable. Cancels owed to a gone client that it carried are owed
+again, also when running them was what raised. The matcher goes on serving.
 
 Pipelines over a scripted writer (tests/shard/test_custody_races.py's Shard)."""
 
@@ -15,9 +16,12 @@ from collections.abc import Sequence
 import pytest
 
 from persistence.rows import BatchRows
+from shard import admission as admission_module
+from shard import recording
 from shard.admission import Outcome
 from shard.engine import Command, Level, MassCancel, MatchingEngine, Report, Side, SymbolSpec
 from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure
+from shard.ownership import SymbolState
 from tests.shard.test_custody_races import Shard
 from tests.shard.test_owed_cancels import MASS_CANCEL, bids, committed_resting_maker, maker
 from tests.shard.test_pipeline import SYMBOL, order, until
@@ -128,4 +132,56 @@ async def test_a_cancel_owed_to_a_gone_client_in_a_failed_batch_is_owed_again(
     batch.release.set_result(None)
     await until(lambda: batch in shard.writer.committed)
     assert [lv.price for lv in bids(shard)] == [100]  # only "a" rests; mm's order is gone
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_owed_cancels_whose_run_raises_are_owed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard = Shard()
+    await committed_resting_maker(shard)
+    admit_owed = shard.admission.admit_owed
+    raised: list[list[MassCancel]] = []
+
+    def buggy_once(cancels: list[MassCancel], rows: BatchRows, touched: set[str]) -> list[Outcome]:
+        if not raised:
+            raised.append(cancels)
+            raise RuntimeError("a matching bug")
+        return admit_owed(cancels, rows, touched)
+
+    monkeypatch.setattr(shard.admission, "admit_owed", buggy_once)
+    shard.pipeline.owe_cancels(SYMBOL, ["mm"])
+    await until(lambda: bool(raised))
+    await until(lambda: shard.state() is SymbolState.RECOVERING)  # its book is suspect
+    assert SYMBOL in shard.pipeline.owed
+    shard.reloads_may_finish.set()
+    await until(lambda: len(shard.writer.started) == 2)
+    batch = shard.writer.started[1]
+    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
+    batch.release.set_result(None)
+    await until(lambda: batch in shard.writer.committed)
+    assert bids(shard) == []
+    await shard.pipeline.stop(timeout=1.0)
+
+
+async def test_a_placement_whose_recording_raised_is_not_replayed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shard = Shard()
+    shard.reloads_may_finish.set()
+    record = recording.record
+
+    def buggy_record(cmd: Command, report: Report, epoch: int, rows: BatchRows) -> None:
+        if getattr(cmd, "client_order_id", "") == "x1":
+            raise RuntimeError("a recording bug")
+        record(cmd, report, epoch, rows)
+
+    monkeypatch.setattr(admission_module, "record", buggy_record)
+    placing = order("x1")
+    (failed,) = await asyncio.wait_for(shard.pipeline.submit([placing]), 5)
+    assert isinstance(failed, CommandFailure) and failed.reason == REASON_OUTCOME_UNKNOWN
+    await until(lambda: shard.reloaded == [1])
+    monkeypatch.setattr(admission_module, "record", record)
+    retried = await commit_next(shard, placing)  # placed afresh, not a replay of nothing
+    assert isinstance(retried, Report) and retried.order_id
     await shard.pipeline.stop(timeout=1.0)
