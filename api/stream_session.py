@@ -121,7 +121,8 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     clean = False
     try:
-        ended = await session.write_all(context) and _ended_cleanly(reader)
+        # Not closed: an overflow queued behind the end is no clean end.
+        ended = await session.write_all(context) and not session.closed and _ended_cleanly(reader)
         if ended and session.cancels_on_disconnect():
             await await_late_cancel()  # raises if the "end" was the client's cancel
         clean = ended
