@@ -35,9 +35,9 @@ class RouterConfig:
     buffer_max_commands: int = 10_000
     buffer_max_seconds: float = 5.0
     # A cancel-on-disconnect waits this long for its symbol's owner instead: a failover
-    # (lease TTL, then the new owner's load) may outlast buffer_max_seconds, and a gone
-    # client's orders must not be left resting because it did.
-    protective_wait: float = 30.0
+    # (lease TTL, at most 30 s, then the new owner's load) may outlast buffer_max_seconds,
+    # and a gone client's orders must not be left resting because it did.
+    protective_wait: float = 45.0
     request_timeout: float = 10.0  # deadline of commands whose caller set none
     answer_grace: float = 5.0  # past a sent command's deadline, wait this long for its answer
     table_refresh_timeout: float = 2.0  # the re-read after a NOT_OWNER answer

@@ -176,10 +176,15 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
             for s in symbols
         ]
         wait = self._config.protective_wait
-        deadline = time.time_ns() + int(wait * 1e9)
-        results = await self._dispatcher.execute(commands, deadline, max_wait=wait)
+        # Past the longest wait: a cancel drained from a buffer at its end still runs.
+        deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
+        execute = functools.partial(self._dispatcher.execute, deadline=deadline, max_wait=wait)
+        results = await execute(commands)
+        again = refused_symbols(commands, results)
+        if again:  # a shard paused them (a move, a reload) before this router saw it
+            results = [*results, *await execute(again)]
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
-                     for r in results)  # fmt: skip
+                     for r in results) - len(again)  # fmt: skip
         if failed:
             log.warning("cancel-on-disconnect: %d shard(s) not reached for %d account(s)",
                         failed, len(accounts))  # fmt: skip
@@ -262,3 +267,19 @@ def _forwarded(err: grpc.aio.AioRpcError) -> Metadata:
 async def _abort_if(violations: list[Violation], context: Context) -> None:
     if violations:
         await abort_malformed(context, violations)
+
+
+def refused_symbols(
+    commands: list[orders_pb2.OrderCommand], results: list[orders_pb2.CommandResult]
+) -> list[orders_pb2.OrderCommand]:
+    """A mass cancel on one symbol for each symbol a shard-wide mass cancel could not
+    reach for now (MassCancelResult.errors: retry the mass cancel for them)."""
+    return [
+        orders_pb2.OrderCommand(
+            mass_cancel=orders_pb2.MassCancel(symbol=error.symbol, account=cmd.mass_cancel.account)
+        )
+        for cmd, result in zip(commands, results, strict=True)
+        if not cmd.mass_cancel.symbol and result.WhichOneof("result") == "mass_cancel"
+        for error in result.mass_cancel.errors
+        if error.symbol and error.retryable
+    ]

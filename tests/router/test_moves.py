@@ -197,7 +197,7 @@ async def test_cancel_on_disconnect_reaches_a_symbol_that_was_moving(
 ) -> None:
     """No shard serves a symbol between its old owner letting go and its new owner loading
     it: the router's cancel for it waits in the move buffer and reaches the new owner. It
-    waits up to protective_wait (30 s), even where other commands would have been answered
+    waits up to protective_wait (45 s), even where other commands would have been answered
     SYMBOL_MOVING after buffer_max_seconds (here the new owner starts 1 s after the cancel
     was buffered)."""
     state = two_shards
