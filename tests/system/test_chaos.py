@@ -41,14 +41,14 @@ from tests.system.support import LEASE_TTL, SYMBOLS, SystemCluster, all_active, 
 from tests.system.support import system_cluster as start_cluster
 from tools.services.etcd import EtcdServer
 
-pytestmark = pytest.mark.soak
-
 SOAK_SECONDS = float(os.environ.get("SPOTMATCH_SOAK_SECONDS", "30"))
+RECOVERY_S = LEASE_TTL + 15  # a fault's symbols are ACTIVE on a live shard again within this
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(int(SOAK_SECONDS + 4 * RECOVERY_S) + 240)]
+
 MAX_FAULTS = 40
 SEED = int(os.environ.get("SPOTMATCH_SOAK_SEED", "7"))
 LOAD_SYMBOL, MM_SYMBOL = SYMBOLS  # ETH-USDT: tick 5, lot 10, min 20
 MM = "mm"
-RECOVERY_S = LEASE_TTL + 15  # a fault's symbols are ACTIVE on a live shard again within this
 SHARDS = ("shard-1", "shard-2", "shard-3")
 
 Fault = Callable[[SystemCluster, random.Random], Awaitable[str]]
@@ -171,7 +171,7 @@ async def test_a_sequence_of_faults_under_load_loses_nothing_acknowledged(
     rng = random.Random(SEED)
     async with start_cluster(etcd_server, pg_dsn, tmp_path, SHARDS, ("router-1",)) as cluster:
         router = cluster.routers["router-1"].target
-        seconds = SOAK_SECONDS + 15  # the last fault may still be recovering at the deadline
+        seconds = SOAK_SECONDS + RECOVERY_S  # the last fault may outlast the deadline
         load = asyncio.ensure_future(rated_load(router, LOAD_SYMBOL, seconds, 1, 5, "chaos"))
         maker = Maker(router, pg_dsn)
         done: list[str] = []
