@@ -23,7 +23,13 @@ from shard.engine import Command, Level, MassCancel, MatchingEngine, Report, Sid
 from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure
 from shard.ownership import SymbolState
 from tests.shard.test_custody_races import Shard
-from tests.shard.test_owed_cancels import MASS_CANCEL, bids, committed_resting_maker, maker
+from tests.shard.test_owed_cancels import (
+    MASS_CANCEL,
+    bids,
+    commits_the_owed_cancel_alone,
+    committed_resting_maker,
+    maker,
+)
 from tests.shard.test_pipeline import SYMBOL, order, until
 
 POISON = "boom"  # the account whose command the buggy matcher raises on
@@ -155,13 +161,7 @@ async def test_owed_cancels_whose_run_raises_are_owed_again(
     await until(lambda: shard.state() is SymbolState.RECOVERING)  # its book is suspect
     assert SYMBOL in shard.pipeline.owed
     shard.reloads_may_finish.set()
-    await until(lambda: len(shard.writer.started) == 2)
-    batch = shard.writer.started[1]
-    assert [(j.kind, j.account) for j in batch.rows.journal] == [(MASS_CANCEL, "mm")]
-    batch.release.set_result(None)
-    await until(lambda: batch in shard.writer.committed)
-    assert bids(shard) == []
-    await shard.pipeline.stop(timeout=1.0)
+    await commits_the_owed_cancel_alone(shard, 2)
 
 
 async def test_a_placement_whose_recording_raised_is_not_replayed(
