@@ -8,7 +8,7 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from persistence.errors import translated
-from persistence.fencing import claim_epoch, claim_next_epoch
+from persistence.fencing import claim_epoch, claim_next_epoch, ending_stale_holders
 from persistence.loader import load_symbol
 from persistence.rows import SymbolSnapshot
 from shard.engine import MatchingEngine, OpenOrder, Side, StpMode, SymbolSpec, SymbolStatus
@@ -46,10 +46,11 @@ async def _claim_and_load(
     pool: AsyncConnectionPool, symbol: str, shard_id: str, epoch: int | None
 ) -> SymbolSnapshot:
     async with pool.connection() as conn:
-        if epoch is None:
-            epoch = await claim_next_epoch(conn, symbol, shard_id)
-        else:
-            await claim_epoch(conn, symbol, epoch, shard_id)
+        async with ending_stale_holders(pool, conn):
+            if epoch is None:
+                epoch = await claim_next_epoch(conn, symbol, shard_id)
+            else:
+                await claim_epoch(conn, symbol, epoch, shard_id)
         return await load_symbol(conn, symbol, epoch)
 
 
