@@ -3,6 +3,7 @@
 Both sessions that serve cancel-on-disconnect streams (the router's Trade, the shard's
 Trade and Execute) run over a real grpc.aio server on loopback. Without the wait for a late
 cancel, about 1-5 % of cancels were judged clean, so 300 cancels catch it almost surely.
+Nor is a half-close clean if a report overflowed the queue behind it (with a gated writer).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from api import stream_session
 from api.stream_session import OrderedSession, run_session
 from router.streams import TradeSession
 from shard.streams import StreamSession
@@ -94,3 +96,42 @@ async def test_a_cancel_after_the_last_answer_is_a_disconnect(
         await server.stop(None)
     assert verdicts.count(False) == CANCELS
     assert verdicts.count(True) == HALF_CLOSES
+
+
+class GatedContext:
+    """A call whose writes wait for ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def write(self, message: bytes) -> None:
+        await self.gate.wait()
+
+
+async def test_an_overflow_queued_behind_the_end_is_no_clean_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client half-closes, then a maker report overflows the queue before the writer
+    reaches the end: the report was dropped, so the stream did not end cleanly."""
+    monkeypatch.setattr(stream_session, "UNSOLICITED_CAP", 1)
+    session = OrderedSession(inflight=8, write_timeout=5.0)
+    context = GatedContext()
+    half_close = asyncio.Event()
+    verdicts: Verdicts = []
+
+    async def read() -> None:
+        await half_close.wait()
+
+    async def close(clean: bool) -> None:
+        verdicts.append(clean)
+
+    running = asyncio.ensure_future(run_session(session, context, read, close))  # type: ignore[arg-type]
+    session.deliver(b"fill 1")  # the writer takes it and waits in its write
+    await asyncio.sleep(0.01)
+    half_close.set()  # the end is queued
+    await asyncio.sleep(0.01)
+    session.deliver(b"fill 2")  # past the cap (the end fills the queue): dropped
+    assert session.closed
+    context.gate.set()
+    await asyncio.wait_for(running, 5)
+    assert verdicts == [False]
