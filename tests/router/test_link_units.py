@@ -277,6 +277,15 @@ def _place(price: int, symbol: str = "BTC-USDT") -> orders_pb2.OrderCommand:
         quantity=1))  # fmt: skip
 
 
+def _dispatcher(table: _Table, links: dict[str, ShardLink]) -> Dispatcher:
+    return Dispatcher(table, _Links(links), router_config())  # type: ignore[arg-type]
+
+
+def _far() -> int:
+    """A deadline (ns since the epoch) that no test here reaches."""
+    return time.time_ns() + 5_000_000_000
+
+
 def _links(*shards: str) -> dict[str, ShardLink]:
     hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
     links = {s: ShardLink(s, "127.0.0.1:1", router_config(), hooks) for s in shards}
@@ -326,8 +335,8 @@ async def test_a_command_refused_by_the_old_owner_reaches_the_new_one_before_lat
     links = _links("shard-a", "shard-b")
     a, b = links["shard-a"], links["shard-b"]
     table = _Table(**{"BTC-USDT": "shard-a"})
-    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(table, links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     await asyncio.sleep(0)
     assert _prices(a) == [1]  # sent to A, not answered yet
@@ -348,8 +357,8 @@ async def test_a_slow_shard_in_the_same_request_does_not_hold_a_moved_symbol() -
     links = _links("shard-a", "shard-b", "shard-d")
     a, b, d = links["shard-a"], links["shard-b"], links["shard-d"]
     table = _Table(**{"BTC-USDT": "shard-a", "ETH-USDT": "shard-d"})
-    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(table, links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1), _place(9, "ETH-USDT")], far))
     await asyncio.sleep(0)
     assert (_prices(a), _prices(d)) == ([1], [9])
@@ -374,8 +383,8 @@ async def test_a_failover_seen_while_a_command_is_unanswered_keeps_the_symbol_in
     links = _links("shard-a", "shard-b")
     a, b = links["shard-a"], links["shard-b"]
     table = _Table(**{"BTC-USDT": "shard-a"})
-    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(table, links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     await asyncio.sleep(0)
     table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
@@ -391,8 +400,8 @@ async def test_commands_of_a_symbol_to_its_one_owner_are_not_held_back() -> None
     """The same owner, an unanswered command: the next one goes straight to the link."""
     links = _links("shard-a")
     a = links["shard-a"]
-    dispatcher = Dispatcher(_Table(**{"BTC-USDT": "shard-a"}), _Links(links), router_config())  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(_Table(**{"BTC-USDT": "shard-a"}), links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     second = asyncio.ensure_future(dispatcher.execute([_place(2)], far))
     await asyncio.sleep(0)
@@ -410,8 +419,8 @@ async def test_a_command_drained_to_a_new_owner_is_tracked_like_one_sent_directl
     b, c = links["shard-b"], links["shard-c"]
     table = _Table(**{"BTC-USDT": "shard-a"})
     table.set("BTC-USDT", "shard-a", AssignmentState.MOVING, target="shard-b")
-    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(table, links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     await asyncio.sleep(0)
     table.set("BTC-USDT", "shard-b", AssignmentState.ACTIVE)
@@ -431,8 +440,8 @@ async def test_a_caller_cancelled_as_its_refusal_arrives_leaves_nothing_held() -
     links = _links("shard-a", "shard-b")
     a, b = links["shard-a"], links["shard-b"]
     table = _Table(**{"BTC-USDT": "shard-a"})
-    dispatcher = Dispatcher(table, _Links(links), router_config(buffer_max_seconds=5.0))  # type: ignore[arg-type]
-    far = time.time_ns() + 5_000_000_000
+    dispatcher = _dispatcher(table, links)
+    far = _far()
     first = asyncio.ensure_future(dispatcher.execute([_place(1)], far))
     await asyncio.sleep(0)
     refusal = orders_pb2.CommandResult(error=orders_pb2.CommandError(

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import psycopg
 
-from matching.v1 import gateway_pb2, orders_pb2, shard_pb2, shard_pb2_grpc
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, shard_pb2, shard_pb2_grpc
 from persistence import failpoints
 from shard.ownership import SymbolState
 from tests.shard.support import config, gateway, place, prepare_db, running_node, submit
@@ -42,15 +44,24 @@ async def trade_requests(
     await done.wait()
 
 
+@asynccontextmanager
+async def resting_trade_stream(
+    port: int, account: str
+) -> AsyncIterator[tuple[gateway_pb2_grpc.OrderGatewayServiceStub, Any, asyncio.Event]]:
+    """A Trade stream with cancel-on-disconnect for ``account``, whose one order rests;
+    setting the event half-closes it."""
+    channel, stub = gateway(port)
+    async with channel:
+        done = asyncio.Event()
+        call = stub.Trade(trade_requests(account, done))
+        assert (await call.read()).results[0].report.order_id
+        yield stub, call, done
+
+
 async def test_clean_half_close_keeps_orders(pg_dsn: str) -> None:
     await prepare_db(pg_dsn)
     async with running_node(config(pg_dsn)) as node:
-        channel, stub = gateway(node.port)
-        async with channel:
-            done = asyncio.Event()
-            call = stub.Trade(trade_requests("calm", done))
-            reply = await call.read()
-            assert reply.results[0].report.order_id
+        async with resting_trade_stream(node.port, "calm") as (_, call, done):
             done.set()  # half-close after the answer
             assert await call.read() == grpc.aio.EOF
             assert await call.code() == grpc.StatusCode.OK
@@ -61,11 +72,7 @@ async def test_clean_half_close_keeps_orders(pg_dsn: str) -> None:
 async def test_broken_stream_cancels_the_accounts_orders(pg_dsn: str) -> None:
     await prepare_db(pg_dsn)
     async with running_node(config(pg_dsn)) as node:
-        channel, stub = gateway(node.port)
-        async with channel:
-            done = asyncio.Event()
-            call = stub.Trade(trade_requests("gone", done))
-            assert (await call.read()).results[0].report.order_id
+        async with resting_trade_stream(node.port, "gone") as (_, call, _done):
             assert resting_count(pg_dsn, "gone") == 1
             call.cancel()  # what a client crash or a network failure looks like to the shard
         await until_resting(pg_dsn, "gone", 0)
@@ -143,11 +150,7 @@ async def test_a_stream_broken_while_its_symbol_reloads_cancels_once_the_symbol_
     client's stream breaks meanwhile. Its BTC order is cancelled once BTC serves again."""
     await prepare_db(pg_dsn)
     async with running_node(config(pg_dsn)) as node:
-        channel, stub = gateway(node.port)
-        async with channel:
-            done = asyncio.Event()
-            call = stub.Trade(trade_requests("gone", done))
-            assert (await call.read()).results[0].report.order_id
+        async with resting_trade_stream(node.port, "gone") as (stub, call, _done):
             with psycopg.connect(pg_dsn) as blocker:
                 blocker.execute("SELECT 1 FROM symbol_owner WHERE symbol = 'BTC-USDT' FOR SHARE")
                 failpoints.configure("before_commit=fail")
