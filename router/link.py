@@ -43,6 +43,7 @@ _BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _STABLE_SECONDS = 1.0  # a stream that lived this long was a real connection
 _WARN_EVERY = 30  # while a shard stays unreachable, one warning per this many attempts
 _FRAME_OVERHEAD = 32  # tag, length, correlation id and deadline around a command's bytes
+_DETACH_GRACE = 2.0  # seconds a detaching link waits for the shard to end the stream
 
 CommandResult = orders_pb2.CommandResult
 _RC = types_pb2.RejectCode
@@ -161,6 +162,7 @@ class ShardLink:
         self._batch_id = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._detaching = False
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -191,8 +193,25 @@ class ShardLink:
             self._control.append(message)
             self._wake.set()
 
-    async def close(self) -> None:
+    async def close(self, *, detach: bool = False) -> None:
+        """Stop the link: what was sent is answered OUTCOME_UNKNOWN, the rest "not sent".
+
+        ``detach``: the shard left membership while this router's clients may still be
+        connected. The end of an Execute stream cancels the orders of every account still
+        subscribed with cancel-on-disconnect (shard.proto), which is right when the router
+        is gone and wrong here: so the link first unsubscribes every account and half-closes,
+        and gives the shard ``_DETACH_GRACE`` to answer what it owes and end the stream. A
+        shard that does not (frozen) is cut off; whether it read the message first is then
+        up to the transport, and its symbols are being failed over (a new owner's epoch
+        fences whatever it runs later)."""
         self._closing = True
+        if detach and self.ready and self._task is not None:
+            self._detaching = True
+            self.ready = False  # nothing new; what was never sent is retried elsewhere now
+            self._fail_unsent()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), _DETACH_GRACE)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -265,6 +284,8 @@ class ShardLink:
                 messages, self._control = self._control, []
                 for message in messages:
                     await asyncio.wait_for(call.write(message), timeout)
+            elif self._detaching:
+                await self._detach(call, timeout)
             elif not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -275,6 +296,15 @@ class ShardLink:
                     slots.release()
                 else:
                     await asyncio.wait_for(call.write(request), timeout)
+
+    async def _detach(self, call: _Call, timeout: float) -> None:
+        """Unsubscribe everything, half-close, and wait: the receiver ends the stream once
+        the shard has answered the batches in flight and ended it (close())."""
+        unsubscribe_all = subscription_changes(self._hooks.subscriptions(), [])
+        if unsubscribe_all is not None:
+            await asyncio.wait_for(call.write(unsubscribe_all), timeout)
+        await asyncio.wait_for(call.done_writing(), timeout)
+        await asyncio.get_running_loop().create_future()  # never done: cancelled with _serve
 
     def _take(self) -> bytes | None:
         """Everything queued up to the caps, as one ExecuteRequest."""
@@ -348,6 +378,10 @@ class ShardLink:
             )
             for cid, part in pending.items():
                 part.answer(cid - part.base, CommandResult(error=unknown))
+        self._fail_unsent()
+        self._control.clear()
+
+    def _fail_unsent(self) -> None:
         if self._queue:
             not_sent = command_error(
                 _RC.REJECT_CODE_SHUTTING_DOWN, f"shard {self.shard_id} unreachable; not sent"
@@ -357,7 +391,6 @@ class ShardLink:
                 part.fail(not_sent)
         self._queue.clear()
         self._pos = self._queued = 0
-        self._control.clear()
 
 
 _Call = grpc.aio.StreamStreamCall[bytes, shard_pb2.ExecuteResponse]

@@ -123,7 +123,7 @@ class LinkSet:
             if record is None or record.address != link.address:
                 del self._links[shard_id]
                 log.info("shard %s left (or moved address): closing its link", shard_id)
-                task = asyncio.create_task(link.close())
+                task = asyncio.create_task(link.close(detach=True))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
         for shard_id, record in shards.items():

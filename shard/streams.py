@@ -41,6 +41,10 @@ class Subscribers:
         session.accounts.add(account)
         self._by_account[account].add((session, wrap))
 
+    def accounts(self) -> set[str]:
+        """The accounts some stream is subscribed to."""
+        return set(self._by_account)
+
     def unsubscribe(self, session: StreamSession, account: str) -> None:
         session.accounts.discard(account)
         entries = self._by_account.get(account)

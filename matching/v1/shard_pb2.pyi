@@ -119,7 +119,8 @@ class AccountSubscription(_message.Message):
     cancel_on_disconnect: _builtins.bool
     """If true and this Execute stream ends without first unsubscribing the account (router
     crash, network failure), the shard mass-cancels the account's orders on every symbol it
-    owns. Lets cancel-on-disconnect survive the router itself dying.
+    owns. Lets cancel-on-disconnect survive the router itself dying. A router that ends the
+    stream on purpose while its clients stay connected unsubscribes them first.
     """
     def __init__(
         self,

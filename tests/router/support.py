@@ -65,9 +65,7 @@ class Cluster:
         node = ShardNode(cfg)
         await node.start()
         self.shards[shard_id] = node
-        if shard_id not in self._registrations:
-            record = ShardRecord(shard_id, f"127.0.0.1:{port}")
-            self._registrations[shard_id] = await self.admin.register_shard(record, 5)
+        await self.join(shard_id)
         if assign:
             for symbol in symbols:
                 await self.assign(symbol, shard_id)
@@ -75,7 +73,18 @@ class Cluster:
 
     async def stop_shard(self, shard_id: str, *, leave: bool = False) -> None:
         await self.shards.pop(shard_id).stop()
-        registration = self._registrations.pop(shard_id, None) if leave else None
+        if leave:
+            await self.leave(shard_id)
+
+    async def join(self, shard_id: str) -> None:
+        """Register the shard as a member, unless it is one."""
+        if shard_id not in self._registrations:
+            record = ShardRecord(shard_id, f"127.0.0.1:{self.ports[shard_id]}")
+            self._registrations[shard_id] = await self.admin.register_shard(record, 5)
+
+    async def leave(self, shard_id: str) -> None:
+        """End the shard's membership (its process, if running, keeps running)."""
+        registration = self._registrations.pop(shard_id, None)
         if registration is not None:
             await registration.close()
 

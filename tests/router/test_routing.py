@@ -4,13 +4,14 @@ the answers and from the durable record in Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
 import grpc
 import pytest
 
-from matching.v1 import gateway_pb2, orders_pb2
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from tests.checkers import check_durable_record
 from tests.router.support import (
     BTC,
@@ -185,6 +186,15 @@ async def _rest(stub: Stub, call: Any, account: str, options: Any) -> list[int]:
     return [a.report.order_id for a in answers]
 
 
+async def _no_open_orders(dsn: str, account: str) -> bool:
+    """Whether the account's open orders are all gone within ~10 s (cancels are async)."""
+    for _ in range(200):
+        if not await open_orders(dsn, account):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def test_cancel_on_disconnect_cancels_on_both_shards(two_shards: Cluster) -> None:
     dsn = two_shards.dsn
     async with running_router(two_shards) as (router, stub):
@@ -204,14 +214,46 @@ async def test_cancel_on_disconnect_cancels_on_both_shards(two_shards: Cluster) 
         placed = await _rest(stub, call, "mm", options)
         assert [o for _, o in await open_orders(dsn, "mm")] == placed
         call.cancel()
-        for _ in range(200):  # bounded: ~10 s
-            if not await open_orders(dsn, "mm"):
-                break
-            await wait_until(lambda: False, 0.05)
-        assert await open_orders(dsn, "mm") == []
+        assert await _no_open_orders(dsn, "mm")
         assert len(await open_orders(dsn, "bystander")) == 1
         assert [o for _, o in await open_orders(dsn, "calm")] == kept
     check_durable_record(dsn, [*placed, *kept])
+
+
+async def test_a_shard_leaving_membership_does_not_cancel_orders_of_connected_clients(
+    two_shards: Cluster,
+) -> None:
+    """The router closes its link to a shard that left membership (a lapsed lease, say)
+    while the shard may still serve: its clients are still connected, so their
+    cancel-on-disconnect orders must stay (the link's end is no client's disconnect)."""
+    state, dsn = two_shards, two_shards.dsn
+    shard_a = state.shards["shard-a"]
+    async with running_router(state) as (router, stub):
+        call = trade(stub)
+        options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+        placed = await _rest(stub, call, "mm", options)
+        assert await wait_until(lambda: "mm" in shard_a.subscribers.accounts(), TIMEOUT)
+        await state.leave("shard-a")
+        assert await wait_until(lambda: router.links.get("shard-a") is None, TIMEOUT)
+        # The shard drops the router's stream; a cancel it ran then would be queued ahead
+        # of the taker below (one pipeline, in order), so the taker would find no maker.
+        assert await wait_until(lambda: not shard_a.subscribers.accounts(), TIMEOUT)
+        direct = grpc.aio.insecure_channel(f"127.0.0.1:{state.ports['shard-a']}")
+        async with direct:
+            taker_stub = gateway_pb2_grpc.OrderGatewayServiceStub(direct)
+            taker = await submit_order(taker_stub, limit(BTC, "taker", BUY, 1, 900))
+        assert [f.maker_order_id for f in taker.fills] == [placed[0]]
+        assert [o for _, o in await open_orders(dsn, "mm")] == placed[1:]
+        # Back in membership, the new link subscribes again: a disconnect now cancels there.
+        await state.join("shard-a")
+        assert await wait_until(lambda: "mm" in shard_a.subscribers.accounts(), TIMEOUT)
+        again = cmd(3, place_order=limit(BTC, "mm", SELL, 1, 950))
+        await call.write(gateway_pb2.TradeRequest(commands=[again]))
+        (answer,) = await _read_until(call, lambda rs: len(rs) >= 1)
+        assert answer.report.status == T.ORDER_STATUS_NEW
+        call.cancel()
+        assert await _no_open_orders(dsn, "mm")
+    check_durable_record(dsn, [*placed, taker.order_id, answer.report.order_id])
 
 
 async def test_two_routers_over_the_same_shards(two_shards: Cluster) -> None:
