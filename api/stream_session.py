@@ -59,9 +59,9 @@ class OrderedSession:
         reader was cut off (the call then ends with RESOURCE_EXHAUSTED once it drains)."""
         while True:
             messages = await self._out.next_writes()
-            if messages is END:
+            if messages is END and not self.closed:
                 return True
-            if messages is OVERFLOW:
+            if messages is END or messages is OVERFLOW:  # END: one overflowed behind it
                 self._cut_off(context, "unsolicited reports overflowed")
                 return False
             for message in messages:
@@ -121,8 +121,7 @@ async def run_session(
     reader.add_done_callback(lambda _: session.finish())
     clean = False
     try:
-        # Not closed: an overflow queued behind the end is no clean end.
-        ended = await session.write_all(context) and not session.closed and _ended_cleanly(reader)
+        ended = await session.write_all(context) and _ended_cleanly(reader)
         if ended and session.cancels_on_disconnect():
             await await_late_cancel()  # raises if the "end" was the client's cancel
         clean = ended

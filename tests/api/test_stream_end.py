@@ -103,16 +103,24 @@ class GatedContext:
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.code: grpc.StatusCode | None = None
 
     async def write(self, message: bytes) -> None:
         await self.gate.wait()
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        pass
 
 
 async def test_an_overflow_queued_behind_the_end_is_no_clean_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The client half-closes, then a maker report overflows the queue before the writer
-    reaches the end: the report was dropped, so the stream did not end cleanly."""
+    reaches the end: the report was dropped, so the stream did not end cleanly, and the
+    client is told so (RESOURCE_EXHAUSTED, as for any overflow), not OK."""
     monkeypatch.setattr(stream_session, "UNSOLICITED_CAP", 1)
     session = OrderedSession(inflight=8, write_timeout=5.0)
     context = GatedContext()
@@ -135,3 +143,4 @@ async def test_an_overflow_queued_behind_the_end_is_no_clean_end(
     context.gate.set()
     await asyncio.wait_for(running, 5)
     assert verdicts == [False]
+    assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
