@@ -150,7 +150,8 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 self._closing.add(task)
             try:
                 if session.cancel_on_disconnect and session.accounts and not clean:
-                    await self._cancel_accounts(session.accounts)
+                    with subscriptions.cancelling(session.accounts):
+                        await self._cancel_accounts(session.accounts)
             finally:
                 subscriptions.remove(session, session.accounts, session.cancel_on_disconnect)
                 if task is not None:

@@ -108,6 +108,7 @@ class LinkHooks:
     ready: Callable[[ShardLink], None]  # the link (re)connected: drain buffers
     unsolicited: Callable[[list[CommandResult]], None]  # maker reports for subscribers
     subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]  # state to (re)send
+    detach: Callable[[], bytes | None]  # what to send before closing on purpose (close())
 
 
 def grpc_options(config: RouterConfig) -> list[tuple[str, int]]:
@@ -199,7 +200,8 @@ class ShardLink:
         ``detach``: the shard left membership while this router's clients may still be
         connected. The end of an Execute stream cancels the orders of every account still
         subscribed with cancel-on-disconnect (shard.proto), which is right when the router
-        is gone and wrong here: so the link first unsubscribes every account and half-closes,
+        is gone and wrong here: so the link first unsubscribes every account whose clients
+        are still here (not those whose cancel-on-disconnect is running), half-closes,
         and gives the shard ``_DETACH_GRACE`` to answer what it owes and end the stream. A
         shard that does not (frozen) is cut off; whether it read the message first is then
         up to the transport, and its symbols are being failed over (a new owner's epoch
@@ -286,11 +288,11 @@ class ShardLink:
                     await asyncio.wait_for(call.write(message), timeout)
             elif self._detaching:
                 await self._detach(call, timeout)
-            elif not self._queue:
+            elif not self._queue or slots.locked():  # at most link_inflight_batches unanswered
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait()  # not in acquire(): a control or a detach goes first
             else:
-                await slots.acquire()  # at most link_inflight_batches unanswered
+                await slots.acquire()  # free: returns at once
                 request = self._take()
                 if request is None:
                     slots.release()
@@ -298,11 +300,11 @@ class ShardLink:
                     await asyncio.wait_for(call.write(request), timeout)
 
     async def _detach(self, call: _Call, timeout: float) -> None:
-        """Unsubscribe everything, half-close, and wait: the receiver ends the stream once
-        the shard has answered the batches in flight and ended it (close())."""
-        unsubscribe_all = subscription_changes(self._hooks.subscriptions(), [])
-        if unsubscribe_all is not None:
-            await asyncio.wait_for(call.write(unsubscribe_all), timeout)
+        """Unsubscribe the clients still here, half-close, and wait: the receiver ends the
+        stream once the shard has answered the batches in flight and ended it (close())."""
+        unsubscribe = self._hooks.detach()
+        if unsubscribe is not None:
+            await asyncio.wait_for(call.write(unsubscribe), timeout)
         await asyncio.wait_for(call.done_writing(), timeout)
         await asyncio.get_running_loop().create_future()  # never done: cancelled with _serve
 
@@ -365,6 +367,7 @@ class ShardLink:
                 self._hooks.unsolicited(unsolicited)
             if response.batch_id:
                 slots.release()
+                self._wake.set()
 
     def _lost(self, why: str) -> None:
         """No stream: answer what was sent OUTCOME_UNKNOWN and what was not "not sent"."""

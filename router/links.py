@@ -11,8 +11,9 @@ so the shard cancels those orders itself if this router dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from cluster.model import ShardRecord
@@ -37,6 +38,7 @@ class Subscriptions:
         self._broadcast = broadcast
         self._streams: dict[str, set[Subscriber]] = {}
         self._cancel_on_disconnect: dict[str, int] = {}  # account -> streams asking
+        self._cancelling: dict[str, int] = {}  # account -> gone streams, cancels running
 
     def add(self, stream: Subscriber, accounts: Iterable[str], cancel_on_disconnect: bool) -> None:
         cod = self._cancel_on_disconnect
@@ -80,6 +82,27 @@ class Subscriptions:
         if unsubscribe or cod_off:
             self._broadcast(control_request(subscribe=cod_off, unsubscribe=unsubscribe))
 
+    @contextlib.contextmanager
+    def cancelling(self, accounts: Iterable[str]) -> Iterator[None]:
+        """While a gone stream's cancel-on-disconnect runs (before ``remove``): a link
+        closed on purpose leaves these accounts subscribed, so its end cancels them too."""
+        held = list(accounts)
+        for account in held:
+            self._cancelling[account] = self._cancelling.get(account, 0) + 1
+        try:
+            yield
+        finally:
+            for account in held:
+                self._cancelling[account] -= 1
+                if not self._cancelling[account]:
+                    del self._cancelling[account]
+
+    def detach_request(self) -> bytes | None:
+        """What a link closed on purpose sends before it ends (router.link): unsubscribe
+        every account whose clients are still here; None if there is none."""
+        staying = [a for a in sorted(self._streams) if a not in self._cancelling]
+        return control_request(unsubscribe=staying) if staying else None
+
     def current(self) -> list[shard_pb2.AccountSubscription]:
         return [_subscription(a, a in self._cancel_on_disconnect) for a in sorted(self._streams)]
 
@@ -101,7 +124,10 @@ class LinkSet:
     def __init__(self, config: RouterConfig, on_ready: Callable[[ShardLink], None]) -> None:
         self._config = config
         self.subscriptions = Subscriptions(self.broadcast)
-        self._hooks = LinkHooks(on_ready, self.subscriptions.fan_out, self.subscriptions.current)
+        subscriptions = self.subscriptions
+        self._hooks = LinkHooks(
+            on_ready, subscriptions.fan_out, subscriptions.current, subscriptions.detach_request
+        )
         self._links: dict[str, ShardLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
 

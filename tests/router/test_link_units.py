@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -34,9 +34,14 @@ def _part(n: int, start: int = 0, deadline: int = 5, seq: int = 0) -> Part:
     return Part(list(range(n)), [_body(start + i) for i in range(n)], [deadline] * n, seq)
 
 
+def _hooks(subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]) -> LinkHooks:
+    return LinkHooks(ready=lambda _: None, unsolicited=lambda _: None,
+                     subscriptions=subscriptions, detach=lambda: None)  # fmt: skip
+
+
 @pytest.fixture
 async def link() -> AsyncIterator[ShardLink]:
-    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
+    hooks = _hooks(list)
     config = router_config(batch_max_commands=3, link_max_queued=8)
     link = ShardLink("shard-x", "127.0.0.1:1", config, hooks)
     link.ready = True  # as if a stream were open; nothing is ever sent
@@ -169,6 +174,21 @@ def test_the_last_cancel_on_disconnect_stream_leaving_clears_the_flag_in_one_mes
     assert _state(sent[-1]) == ([], ["mm"])
 
 
+def test_a_link_closed_on_purpose_unsubscribes_only_clients_still_here() -> None:
+    subscriptions = Subscriptions(lambda _: None)
+    staying, gone = _Stream(), _Stream()
+    subscriptions.add(staying, ["mm"], cancel_on_disconnect=True)
+    subscriptions.add(gone, ["gone"], cancel_on_disconnect=True)
+    with subscriptions.cancelling(["gone"]):  # its cancel-on-disconnect is running
+        request = shard_pb2.ExecuteRequest.FromString(subscriptions.detach_request() or b"")
+        assert list(request.unsubscribe_accounts) == ["mm"]
+    request = shard_pb2.ExecuteRequest.FromString(subscriptions.detach_request() or b"")
+    assert list(request.unsubscribe_accounts) == ["gone", "mm"]
+    subscriptions.remove(staying, ["mm"], cancel_on_disconnect=True)
+    subscriptions.remove(gone, ["gone"], cancel_on_disconnect=True)
+    assert subscriptions.detach_request() is None
+
+
 def test_subscription_changes_turn_one_state_into_another() -> None:
     def sub(account: str, cod: bool) -> shard_pb2.AccountSubscription:
         return shard_pb2.AccountSubscription(account=account, cancel_on_disconnect=cod)
@@ -207,8 +227,7 @@ class _SlowFirstWrite:
 async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -> None:
     sent: list[bytes] = []
     subscriptions = Subscriptions(sent.append)
-    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None,
-                      subscriptions=subscriptions.current)  # fmt: skip
+    hooks = _hooks(subscriptions.current)
     link = ShardLink("shard-x", "127.0.0.1:1", router_config(), hooks)
     call = _SlowFirstWrite()
 
@@ -287,7 +306,7 @@ def _far() -> int:
 
 
 def _links(*shards: str) -> dict[str, ShardLink]:
-    hooks = LinkHooks(ready=lambda _: None, unsolicited=lambda _: None, subscriptions=list)
+    hooks = _hooks(list)
     links = {s: ShardLink(s, "127.0.0.1:1", router_config(), hooks) for s in shards}
     for link in links.values():
         link.ready = True

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
@@ -254,6 +255,47 @@ async def test_a_shard_leaving_membership_does_not_cancel_orders_of_connected_cl
         call.cancel()
         assert await _no_open_orders(dsn, "mm")
     check_durable_record(dsn, [*placed, taker.order_id, answer.report.order_id])
+
+
+async def test_a_shard_leaving_membership_still_cancels_for_a_client_already_gone(
+    two_shards: Cluster,
+) -> None:
+    """A client with cancel-on-disconnect goes; the router's cancel is still running (one
+    part waits in the buffer for ETH, which is moving) and cannot reach shard-a (a batch
+    held by a row lock is in flight on the link; the cancel queues behind it). Then shard-a
+    leaves membership: the link's end must still cancel that client's orders there, so it
+    unsubscribes only the clients that are still connected."""
+    state, dsn = two_shards, two_shards.dsn
+    shard_a = state.shards["shard-a"]
+    options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+    gone_options = gateway_pb2.TradeStreamOptions(accounts=["gone"], cancel_on_disconnect=True)
+    connect = psycopg.AsyncConnection.connect(dsn)
+    async with (
+        running_router(state, buffer_max_seconds=0.5) as (router, stub),
+        await connect as lock,
+    ):
+        staying, going = trade(stub), trade(stub)
+        kept = await _rest(stub, staying, "mm", options)
+        doomed = await _rest(stub, going, "gone", gone_options)
+        await lock.execute("SELECT 1 FROM symbol_owner WHERE symbol = %s FOR UPDATE", (BTC,))
+        held = asyncio.ensure_future(submit_order(stub, limit(BTC, "x", BUY, 1, 10)))
+        link_a = router.links.get("shard-a")
+        assert link_a is not None
+        await state.move(ETH, "shard-c")  # shard-b is not told: it keeps serving ETH
+        assert await wait_until(lambda: ETH in router.dispatcher.in_transit(), TIMEOUT)
+        going.cancel()
+        assert await wait_until(lambda: router.dispatcher.buffers.count(ETH) == 1, TIMEOUT)
+        assert await wait_until(lambda: link_a.queued > 0, TIMEOUT)  # unsent, behind `held`
+        await state.leave("shard-a")
+        assert await wait_until(lambda: not shard_a.subscribers.accounts(), TIMEOUT)
+        await lock.rollback()  # the held batch commits; what the stream's end ran follows
+        await asyncio.wait([held], timeout=TIMEOUT)  # its answer was lost with the link
+        assert await _no_open_orders(dsn, "gone")  # ETH: shard-b's part of the router's cancel
+        assert [o for _, o in await open_orders(dsn, "mm")] == kept
+        await state.assign(ETH, "shard-b")  # the move rolls back: the buffered cancel drains
+        assert await wait_until(lambda: not router.dispatcher.buffers.count(ETH), TIMEOUT)
+        staying.cancel()
+    check_durable_record(dsn, [*kept, *doomed])
 
 
 async def test_two_routers_over_the_same_shards(two_shards: Cluster) -> None:
