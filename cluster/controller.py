@@ -41,6 +41,7 @@ class Controller:
         self._config = config
         self._changed = asyncio.Event()
         self._first_seen: dict[tuple[str, int], float] = {}
+        self._live_since: dict[str, float] | None = None  # None: no view yet in this term
         self.is_leader = False
         self.decisions_applied = 0
         table.listeners.append(lambda _view: self._changed.set())
@@ -67,6 +68,7 @@ class Controller:
             log.warning("controller %s lost its term", self._config.controller_id)
 
     async def _lead(self, lost: asyncio.Event) -> None:
+        self._live_since = None
         await _wait_any(lost, self._config.settle)
         while not lost.is_set():
             self._changed.clear()
@@ -76,7 +78,7 @@ class Controller:
 
     async def step(self, view: ClusterView) -> list[Decision]:
         """Decide from ``view`` and apply; returns what was applied."""
-        decisions = decide(view, self._stuck_times(view), self._config.policy)
+        decisions = decide(view, self._stuck_times(view), self._config.policy, self._held(view))
         applied = []
         for decision in decisions:
             if await self._apply(decision):
@@ -106,6 +108,17 @@ class Controller:
             stored.epoch,
         )
         return True
+
+    def _held(self, view: ClusterView) -> frozenset[str]:
+        """Live shards that joined less than ``join_hold`` ago. The shards of a term's first
+        view count as settled: a new leader cannot know when they joined, and holding every
+        shard would stall pins and drains for the whole hold after each election."""
+        now = time.monotonic()
+        since = self._live_since
+        joined = now if since is not None else float("-inf")
+        self._live_since = {s: (since or {}).get(s, joined) for s in view.shards}
+        hold = self._config.policy.join_hold
+        return frozenset(s for s, t in self._live_since.items() if now - t < hold)
 
     def _stuck_times(self, view: ClusterView) -> dict[tuple[str, int], float]:
         now = time.monotonic()

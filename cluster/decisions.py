@@ -9,7 +9,10 @@ stale view simply loses and is made again from the next view. The rules, in orde
 - a MOVING symbol whose target died or left is rolled back: ACTIVE on the source, same epoch;
 - a MOVING symbol stuck past the move timeout is forced to its target (the source is fenced);
 - ACTIVE symbols away from their desired owner are moved (pins and drains always; other
-  rebalancing when ``auto_rebalance``), at most ``max_moves`` symbols in transit at a time.
+  rebalancing when ``auto_rebalance``), at most ``max_moves`` symbols in transit at a time,
+  but never to a shard that (re)joined less than ``join_hold`` ago (``held``): a shard that
+  crash-loops would otherwise take symbols each time it starts and fail them over each time
+  it dies. Failover and first placement do not wait: a symbol with no owner takes any.
 """
 
 from __future__ import annotations
@@ -33,12 +36,17 @@ class Policy:
     move_timeout: float = 10.0  # seconds a MOVING symbol may wait for its source
     max_moves: int = 32  # symbols in transit (MOVING or LOADING) at once
     auto_rebalance: bool = True  # move symbols when shards join, not only on pins/drains
+    join_hold: float = 10.0  # seconds a (re)joined shard stays live before moves go to it
 
 
 def decide(
-    view: ClusterView, stuck_for: dict[tuple[str, int], float], policy: Policy
+    view: ClusterView,
+    stuck_for: dict[tuple[str, int], float],
+    policy: Policy,
+    held: frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """Decisions for ``view``; ``stuck_for`` maps (symbol, revision) to seconds in that state."""
+    """Decisions for ``view``; ``stuck_for`` maps (symbol, revision) to seconds in that state;
+    ``held``: live shards that joined less than ``policy.join_hold`` ago."""
     out = _placements(view) + _repairs(view, stuck_for, policy)
     in_transit = sum(1 for a in view.assignments.values() if not a.routable())
     budget = policy.max_moves - in_transit
@@ -46,7 +54,9 @@ def decide(
     for move in plan_moves(view):
         if budget <= 0:
             break
-        if move.symbol in repaired or (move.reason == "rebalance" and not policy.auto_rebalance):
+        if move.symbol in repaired or move.to_shard in held:
+            continue
+        if move.reason == "rebalance" and not policy.auto_rebalance:
             continue
         current = view.assignments[move.symbol]
         out.append(

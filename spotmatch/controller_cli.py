@@ -13,6 +13,7 @@ from spotmatch.shard_cli import setup_logging
 
 
 def register(commands: Any) -> None:
+    from cluster.decisions import Policy
     from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
 
     parser = commands.add_parser(
@@ -49,6 +50,14 @@ def register(commands: Any) -> None:
         action="store_true",
         help="move symbols only for pins, drains and failover, not when shards join",
     )
+    parser.add_argument(
+        "--join-hold",
+        type=float,
+        default=Policy.join_hold,
+        help="seconds a shard that (re)joined must stay live before pins, drains and "
+        "rebalancing move symbols to it; failover does not wait "
+        f"(default {Policy.join_hold:g})",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(handler=_run)
 
@@ -74,7 +83,7 @@ async def _serve(args: argparse.Namespace) -> None:
     config = ControllerConfig(
         args.id,
         lease_ttl=max(2, args.lease_ttl),
-        policy=Policy(auto_rebalance=not args.no_auto_rebalance),
+        policy=Policy(auto_rebalance=not args.no_auto_rebalance, join_hold=args.join_hold),
     )
     task = asyncio.create_task(Controller(registry, table, config).run())
     stop = asyncio.Event()

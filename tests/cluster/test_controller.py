@@ -9,17 +9,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from cluster.controller import Controller, ControllerConfig
+from cluster.decisions import Policy
 from cluster.memory import MemoryRegistry, MemoryStore
 from cluster.model import AssignmentState, ClusterView, ShardRecord
+from cluster.placement import rendezvous
 from cluster.table import ClusterTable
 
 
 @asynccontextmanager
-async def controller(store: MemoryStore, name: str) -> AsyncIterator[Controller]:
+async def controller(
+    store: MemoryStore, name: str, policy: Policy | None = None
+) -> AsyncIterator[Controller]:
     registry = MemoryRegistry(store)
     table = ClusterTable(registry, name=name)
     await table.start(timeout=5.0)
-    ctl = Controller(registry, table, ControllerConfig(name, lease_ttl=2, settle=0.1))
+    config = ControllerConfig(name, lease_ttl=2, settle=0.1, policy=policy or Policy())
+    ctl = Controller(registry, table, config)
     task = asyncio.create_task(ctl.run())
     try:
         yield ctl
@@ -113,4 +118,37 @@ async def test_move_to_a_dead_target_is_rolled_back_by_the_next_controller() -> 
         done = await until(admin, lambda v: v.assignments["X"].state is AssignmentState.ACTIVE)
     assert done.assignments["X"].shard_id == "a"
     assert done.assignments["X"].epoch == active.epoch  # rolled back: same ownership
+    await admin.close()
+
+
+async def test_a_shard_that_joins_takes_moves_only_after_the_join_hold() -> None:
+    """Shards there when the term began are settled; one joining later, or leaving and
+    joining again, takes no rebalancing move until it has been live for join_hold."""
+    store = MemoryStore()
+    admin = MemoryRegistry(store)
+    a = ShardRecord("a", "127.0.0.1:1")
+    c = ShardRecord("c", "127.0.0.1:3")
+    await admin.register_shard(a, 2)
+    symbol = next(f"S{i}" for i in range(100) if rendezvous(f"S{i}", {"a": a, "c": c}) == "c")
+    await admin.add_symbol(symbol)
+    async with controller(store, "c1", Policy(join_hold=1.5)):
+        await until(admin, lambda v: symbol in v.assignments)
+        owner = await admin.get_assignment(symbol)
+        assert owner is not None
+        activated = await admin.cas_assignment(owner.revision, owner.activated())
+        assert activated is not None
+        for _ in range(2):  # a first join, then a rejoin
+            joined = await admin.register_shard(c, 2)
+            began = time.monotonic()
+            await asyncio.sleep(0.8)  # several controller ticks
+            now = await admin.get_assignment(symbol)
+            assert now is not None and now.state is AssignmentState.ACTIVE, now
+            view = await until(admin, lambda v: v.assignments[symbol].target == "c")
+            assert time.monotonic() - began >= 1.5, view
+            assert await admin.cas_assignment(
+                view.assignments[symbol].revision, view.assignments[symbol].activated()
+            )  # the move rolled back: the symbol is on a again
+            await joined.close()
+            await until(admin, lambda v: "c" not in v.shards)
+            await asyncio.sleep(0.7)  # a controller tick sees it gone (a blip inside one isn't)
     await admin.close()

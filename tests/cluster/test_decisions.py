@@ -89,6 +89,25 @@ def test_rebalance_respects_the_in_transit_budget_and_the_auto_flag() -> None:
     assert decide(view, {}, Policy(auto_rebalance=False)) == []
 
 
+def test_no_planned_move_goes_to_a_held_shard_but_failover_does() -> None:
+    """A shard that (re)joined less than join_hold ago takes no pin, drain or rebalance
+    move; a symbol whose owner died goes to it if it is the desired owner."""
+    shards = live("a", "b", "c")
+    symbols = [f"S{i}" for i in range(30)]
+    to_c = [s for s in symbols if rendezvous(s, shards) == "c"]
+    on_a = {s: Assignment(s, "a", ACTIVE, 5, revision=7) for s in symbols}
+    dead = {s: Assignment(s, "gone", ACTIVE, 5, revision=7) for s in symbols}
+    moves = decide(ClusterView(shards=shards, assignments=on_a), {}, Policy())
+    assert {d.assignment.target for d in moves} >= {"c"}
+    held = frozenset({"c"})
+    moves = decide(ClusterView(shards=shards, assignments=on_a), {}, Policy(), held)
+    assert moves and all(d.assignment.target == "b" for d in moves)
+    pinned = ClusterView(shards=shards, pins={"S0": "c"}, assignments=on_a)
+    assert "S0" not in {d.symbol for d in decide(pinned, {}, Policy(), held)}
+    failovers = decide(ClusterView(shards=shards, assignments=dead), {}, Policy(), held)
+    assert {d.symbol for d in failovers if d.assignment.shard_id == "c"} == set(to_c)
+
+
 def test_drain_moves_even_without_auto_rebalance() -> None:
     shards = live("a", "b")
     assignments = {s: at_home(s, shards) for s in (f"S{i}" for i in range(20))}
