@@ -137,7 +137,7 @@ class Dispatcher:
         parts = self._dispatch(request, routed)
         spread = [(i, self._fan_out(request, i)) for i in fan_outs]
         try:
-            await self._settle(request, [*parts, *(p for _, ps in spread for p in ps)])
+            await self._settle(request, [*parts, *(p for _, ps in spread for p, _ in ps)])
             retry = self._collect(request, parts)
             if retry:
                 self.retried += len(retry)
@@ -244,17 +244,22 @@ class Dispatcher:
         self.buffers.settled(request.held)
         request.held.clear()
 
-    def _fan_out(self, request: _Request, i: int) -> list[Part]:
-        """A mass cancel without a symbol goes to every shard (each covers its symbols)."""
+    def _fan_out(self, request: _Request, i: int) -> list[tuple[Part, list[str]]]:
+        """A mass cancel without a symbol goes to every shard (each covers its symbols).
+        Each part comes with the symbols the table gave its shard when it was sent: if the
+        shard never answers, those are where the mass cancel may not have run (the table
+        may have moved them on by then: a failover)."""
+        assignments = self._table.view().assignments
         parts = []
         for link in self._links.all():
             part = Part([i], [request.bodies[i]], [request.deadlines[i]])
-            parts.append(part)
+            held = sorted(s for s, a in assignments.items() if a.shard_id == link.shard_id)
+            parts.append((part, held))
             if link.ready:
                 send(part, link, "")
             else:
                 part.fail(_unreachable(link), final=True)
-        request.parts.extend(parts)
+        request.parts.extend(part for part, _ in parts)
         return parts
 
     async def _settle(self, request: _Request, parts: list[Part]) -> None:
@@ -338,9 +343,9 @@ def _unreachable(link: ShardLink) -> orders_pb2.CommandError:
     )
 
 
-def _merge_mass_cancels(parts: list[Part]) -> CommandResult:
+def _merge_mass_cancels(parts: list[tuple[Part, list[str]]]) -> CommandResult:
     merged = orders_pb2.MassCancelResult()
-    for part in parts:
+    for part, held in parts:
         result = part.results[0]
         if result is None:
             continue
@@ -349,8 +354,26 @@ def _merge_mass_cancels(parts: list[Part]) -> CommandResult:
             merged.reports.extend(result.mass_cancel.reports)
             merged.errors.extend(result.mass_cancel.errors)
         elif kind == "error":
-            merged.errors.append(result.error)
+            merged.errors.extend(_per_symbol(result.error, held))
     return CommandResult(mass_cancel=merged)
+
+
+def _per_symbol(
+    error: orders_pb2.CommandError, symbols: list[str]
+) -> list[orders_pb2.CommandError]:
+    """A shard that failed a shard-wide mass cancel as a whole (unreachable, no answer): a
+    retryable error for each symbol it held, so the caller can retry the mass cancel on
+    them (MassCancelResult.errors), wherever they live by then; the error as it is if the
+    shard held none or it is final."""
+    if not error.retryable or not symbols:
+        return [error]
+    out = []
+    for symbol in symbols:
+        copy = orders_pb2.CommandError()
+        copy.CopyFrom(error)
+        copy.symbol = symbol
+        out.append(copy)
+    return out
 
 
 def _finish(request: _Request) -> list[CommandResult]:

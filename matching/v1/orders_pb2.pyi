@@ -594,7 +594,10 @@ class MassCancelResult(_message.Message):
 
     @_builtins.property
     def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandError]:
-        """Shards or symbols that could not be reached; retry the mass cancel for them."""
+        """Symbols that could not be reached (CommandError.symbol), or a shard that held none;
+        retry the mass cancel for them. A router reports a shard that did not answer a
+        mass cancel without a symbol as one error per symbol it held when the cancel was sent.
+        """
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from cluster.model import AssignmentState
-from matching.v1 import gateway_pb2
+from matching.v1 import gateway_pb2, orders_pb2
 from router.server import RouterNode
 from tests.checkers import check_durable_record
 from tests.router.support import (
@@ -162,6 +162,12 @@ async def test_a_broken_link_gives_retryable_errors_then_recovers(two_shards: Cl
         assert answer.results[0].error.code == T.ERROR_CODE_UNAVAILABLE
         assert answer.results[1].report.status == T.ORDER_STATUS_NEW
         call.cancel()
+        # A mass cancel for every symbol names the ones it could not reach: a caller can
+        # retry on them (the unreachable shard held BTC), and ETH's shard ran it.
+        sweep = gateway_pb2.MassCancelRequest(mass_cancel=orders_pb2.MassCancel(account="s"))
+        swept = (await stub.MassCancel(sweep, timeout=TIMEOUT)).result
+        assert [(e.symbol, e.retryable) for e in swept.errors] == [(BTC, True)]
+        assert [r.symbol for r in swept.reports] == [ETH]
         # Back on the same address: the link reconnects and the symbol trades again.
         await state.start_shard("shard-a", (BTC,), assign=False)
         assert await wait_until(lambda: link.ready, TIMEOUT)

@@ -16,8 +16,9 @@ from pathlib import Path
 import grpc
 import psycopg
 
-from matching.v1 import gateway_pb2_grpc, orders_pb2
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from tests.checkers import check_durable_record
+from tests.router.support import SELL, cmd, limit, trade
 from tests.shard.support import place, submit
 from tests.system.support import LEASE_TTL, SystemCluster, all_active, system_cluster
 from tools.services.etcd import EtcdServer
@@ -127,3 +128,49 @@ async def test_sigstopped_owner_is_fenced_after_reassignment(
                 (SYMBOL, "while-stopped"),
             ).fetchone()
         assert stale == (0,)
+
+
+async def test_a_maker_gone_while_its_owner_is_frozen_is_cancelled_on_the_new_owner(
+    etcd_server: EtcdServer, pg_dsn: str, tmp_path: Path
+) -> None:
+    """A cancel-on-disconnect maker goes while the owner of its symbol is stopped: the
+    router's shard-wide cancel gets no answer from it, and the symbol fails over with the
+    maker's orders in its book; the stopped owner never runs again (kill -9), so nothing it
+    would have done on SIGCONT helps. The router retries the cancel on the symbols that
+    shard held, which wait for their new owner, so the orders are cancelled there."""
+    shard_ids, router_ids = ("shard-1", "shard-2"), ("router-1",)
+    async with system_cluster(etcd_server, pg_dsn, tmp_path, shard_ids, router_ids) as cluster:
+        victim = await owner_of(cluster)
+        async with grpc.aio.insecure_channel(cluster.routers["router-1"].target) as channel:
+            call = trade(gateway_pb2_grpc.OrderGatewayServiceStub(channel))
+            options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+            quotes = [cmd(i + 1, place_order=limit(SYMBOL, "mm", SELL, 1, 9_000 + i))
+                      for i in range(2)]  # fmt: skip
+            await call.write(gateway_pb2.TradeRequest(options=options, commands=quotes))
+            answer = await call.read()
+            placed = [r.report.order_id for r in answer.results]
+            assert all(placed), answer
+            proc = cluster.shards[victim]
+            proc.signal(signal.SIGSTOP)
+            try:
+                call.cancel()
+                await cluster.until(
+                    lambda v: v.assignments[SYMBOL].shard_id != victim and all_active()(v),
+                    timeout=LEASE_TTL + 15,
+                    what="failover away from the stopped owner",
+                )
+            finally:
+                proc.kill()
+        deadline = time.monotonic() + 15.0
+        while await _resting(pg_dsn, "mm") and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await _resting(pg_dsn, "mm") == [], cluster.logs()
+        check_durable_record(pg_dsn, placed)
+
+
+async def _resting(dsn: str, account: str) -> list[int]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT order_id FROM orders WHERE account = %s AND leaves_qty > 0", (account,)
+        )
+        return [row[0] for row in await cur.fetchall()]
