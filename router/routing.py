@@ -253,8 +253,8 @@ class Dispatcher:
         parts = []
         for link in self._links.all():
             part = Part([i], [request.bodies[i]], [request.deadlines[i]])
-            held = sorted(s for s, a in assignments.items() if a.shard_id == link.shard_id)
-            parts.append((part, held))
+            covered = sorted(s for s, a in assignments.items() if a.shard_id == link.shard_id)
+            parts.append((part, covered))
             if link.ready:
                 send(part, link, "")
             else:
@@ -345,7 +345,7 @@ def _unreachable(link: ShardLink) -> orders_pb2.CommandError:
 
 def _merge_mass_cancels(parts: list[tuple[Part, list[str]]]) -> CommandResult:
     merged = orders_pb2.MassCancelResult()
-    for part, held in parts:
+    for part, covered in parts:
         result = part.results[0]
         if result is None:
             continue
@@ -354,7 +354,7 @@ def _merge_mass_cancels(parts: list[tuple[Part, list[str]]]) -> CommandResult:
             merged.reports.extend(result.mass_cancel.reports)
             merged.errors.extend(result.mass_cancel.errors)
         elif kind == "error":
-            merged.errors.extend(_per_symbol(result.error, held))
+            merged.errors.extend(_per_symbol(result.error, covered))
     return CommandResult(mass_cancel=merged)
 
 
