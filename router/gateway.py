@@ -181,11 +181,15 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
         execute = functools.partial(self._dispatcher.execute, deadline=deadline, max_wait=wait)
         results = await execute(commands)
-        again = refused_symbols(commands, results)
+        sent = {(c.mass_cancel.symbol, c.mass_cancel.account) for c in commands}
+        refused = refused_symbols(commands, results)
+        again = [  # not those in transit: they had their own cancel already
+            c for c in refused if (c.mass_cancel.symbol, c.mass_cancel.account) not in sent
+        ]
         if again:  # a shard paused them (a move, a reload) before this router saw it
             results = [*results, *await execute(again)]
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
-                     for r in results) - len(again)  # fmt: skip
+                     for r in results) - len(refused)  # fmt: skip
         if failed:
             log.warning("cancel-on-disconnect: %d shard(s) not reached for %d account(s)",
                         failed, len(accounts))  # fmt: skip

@@ -95,6 +95,13 @@ class Part:
             if not self.remaining and not self.future.done():
                 self.future.set_result(None)
 
+    def fail_unsent(self, error: orders_pb2.CommandError) -> None:
+        """Answer the commands never written to a stream with ``error``; those in flight
+        keep waiting for the shard's answer (or OUTCOME_UNKNOWN if the stream is lost)."""
+        for i in range(self.sent, len(self.results)):
+            if self.results[i] is None:
+                self.answer(i, CommandResult(error=error))
+
     def fail(self, error: orders_pb2.CommandError, *, final: bool = False) -> None:
         """Answer every unanswered command with ``error``."""
         self.final = self.final or final
@@ -164,6 +171,7 @@ class ShardLink:
         self._wake = asyncio.Event()
         self._closing = False
         self._detaching = False
+        self._detach_written = False  # the detach took its state: later controls are moot
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -189,8 +197,10 @@ class ShardLink:
         self._wake.set()
 
     def send_control(self, message: bytes) -> None:
-        """A subscription change. Dropped while down: connecting sends the whole state."""
-        if self.ready:
+        """A subscription change. Dropped while down: connecting sends the whole state.
+        Taken while detaching, until the detach is written: a client that ends cleanly
+        meanwhile leaves the state the detach starts from, and must be unsubscribed too."""
+        if self.ready or (self._detaching and not self._detach_written):
             self._control.append(message)
             self._wake.set()
 
@@ -207,20 +217,22 @@ class ShardLink:
         up to the transport, and its symbols are being failed over (a new owner's epoch
         fences whatever it runs later)."""
         self._closing = True
-        if detach and self.ready and self._task is not None:
-            self._detaching = True
-            self.ready = False  # nothing new; what was never sent is retried elsewhere now
-            self._fail_unsent()
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), _DETACH_GRACE)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._lost("link closed")
-        await self._channel.close()
-        await self._read_channel.close()
+        try:
+            if detach and self.ready and self._task is not None:
+                self._detaching = True
+                self.ready = False  # nothing new; what was never sent is retried elsewhere
+                self._fail_unsent()
+                self._wake.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._task), _DETACH_GRACE)
+        finally:  # even if this close is itself cancelled
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._lost("link closed")
+            await self._channel.close()
+            await self._read_channel.close()
 
     # --- the stream -------------------------------------------------------------------
 
@@ -302,6 +314,7 @@ class ShardLink:
     async def _detach(self, call: _Call, timeout: float) -> None:
         """Unsubscribe the clients still here, half-close, and wait: the receiver ends the
         stream once the shard has answered the batches in flight and ended it (close())."""
+        self._detach_written = True
         unsubscribe = self._hooks.detach()
         if unsubscribe is not None:
             await asyncio.wait_for(call.write(unsubscribe), timeout)
@@ -390,8 +403,9 @@ class ShardLink:
                 _RC.REJECT_CODE_SHUTTING_DOWN, f"shard {self.shard_id} unreachable; not sent"
             )
             for part in self._queue:
-                part.shard_id = ""  # never reached the shard: the retry need not wait
-                part.fail(not_sent)
+                if not part.sent:
+                    part.shard_id = ""  # never reached the shard: the retry need not wait
+                part.fail_unsent(not_sent)  # the head part's sent commands await answers
         self._queue.clear()
         self._pos = self._queued = 0
 

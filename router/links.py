@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
@@ -129,6 +130,7 @@ class LinkSet:
             on_ready, subscriptions.fan_out, subscriptions.current, subscriptions.detach_request
         )
         self._links: dict[str, ShardLink] = {}
+        self._detaching: set[ShardLink] = set()  # closed on purpose, not yet gone
         self._closing: set[asyncio.Task[None]] = set()
 
     def get(self, shard_id: str) -> ShardLink | None:
@@ -138,7 +140,7 @@ class LinkSet:
         return list(self._links.values())
 
     def broadcast(self, message: bytes) -> None:
-        for link in self._links.values():
+        for link in (*self._links.values(), *self._detaching):
             link.send_control(message)
 
     def sync(self, shards: Mapping[str, ShardRecord]) -> None:
@@ -150,13 +152,18 @@ class LinkSet:
                 del self._links[shard_id]
                 log.info("shard %s left (or moved address): closing its link", shard_id)
                 task = asyncio.create_task(link.close(detach=True))
+                self._detaching.add(link)
                 self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                task.add_done_callback(functools.partial(self._closed, link))
         for shard_id, record in shards.items():
             if shard_id not in self._links:
                 link = ShardLink(shard_id, record.address, self._config, self._hooks)
                 self._links[shard_id] = link
                 link.start()
+
+    def _closed(self, link: ShardLink, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        self._detaching.discard(link)
 
     async def wait_ready(self, timeout: float) -> bool:
         """Until every link is connected or ``timeout`` passes; whether all are."""

@@ -361,10 +361,10 @@ def _merge_mass_cancels(parts: list[tuple[Part, list[str]]]) -> CommandResult:
 def _per_symbol(
     error: orders_pb2.CommandError, symbols: list[str]
 ) -> list[orders_pb2.CommandError]:
-    """A shard that failed a shard-wide mass cancel as a whole (unreachable, no answer): a
-    retryable error for each symbol it held, so the caller can retry the mass cancel on
-    them (MassCancelResult.errors), wherever they live by then; the error as it is if the
-    shard held none or it is final."""
+    """A shard that failed a shard-wide mass cancel as a whole (unreachable, its queue
+    full, or no answer before its stream broke): a retryable error for each symbol it held,
+    so the caller can retry the mass cancel on them (MassCancelResult.errors), wherever
+    they live by then; the error as it is if there are none or it is not retryable."""
     if not error.retryable or not symbols:
         return [error]
     out = []

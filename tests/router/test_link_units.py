@@ -114,6 +114,35 @@ async def test_a_lost_stream_answers_sent_unknown_and_unsent_not_sent(link: Shar
         link.submit(_part(1))
 
 
+async def test_a_detach_answers_only_what_was_never_sent(link: ShardLink) -> None:
+    """A link closed on purpose waits for the answers of what it sent: a part split across
+    batches keeps its sent commands waiting and gets "not sent" only for the rest."""
+    split, later = _part(5), _part(1)
+    link.submit(split)
+    link.submit(later)
+    assert _take(link) is not None  # three of ``split`` go out
+    link._fail_unsent()
+    assert split.results[:3] == [None] * 3 and not split.future.done()
+    assert [r.error.reason for r in split.results[3:] if r is not None] == [
+        RC.REJECT_CODE_SHUTTING_DOWN
+    ] * 2
+    assert split.shard_id == "shard-x" and later.shard_id == ""  # the retry may need to wait
+    assert later.future.done() and link.queued == 0
+
+
+async def test_a_detaching_link_takes_subscription_changes_until_its_detach_is_written(
+    link: ShardLink,
+) -> None:
+    """A client that ends cleanly after the link began to detach is no longer in the state
+    the detach unsubscribes: its own unsubscribe must still reach the shard first."""
+    link.ready = False  # as close(detach=True) leaves it
+    link._detaching = True
+    link.send_control(b"calm ended cleanly")
+    link._detach_written = True
+    link.send_control(b"too late: the detach covered it")
+    assert link._control == [b"calm ended cleanly"]
+
+
 async def test_buffers_keep_arrival_order_and_their_bounds(link: ShardLink) -> None:
     route: dict[str, Route] = {"BTC-USDT": WAIT}
     buffers = SymbolBuffers(4, 60.0, lambda symbol: route[symbol])

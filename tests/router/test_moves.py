@@ -176,6 +176,31 @@ async def test_a_broken_link_gives_retryable_errors_then_recovers(two_shards: Cl
     assert [row[1] for row in await journal(state.dsn, BTC)] == ["warm", "up"]
 
 
+async def test_cancel_on_disconnect_with_a_link_down_cancels_once_when_it_is_back(
+    two_shards: Cluster,
+) -> None:
+    """shard-a is down (still assigned): its symbols get their own cancel, which waits in the
+    buffer, and the shard-wide cancel names them as not reached. They are not cancelled a
+    second time for that: one mass cancel in the journal once the shard is back."""
+    state = two_shards
+    async with running_router(state) as (router, stub):
+        call = trade(stub)
+        options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+        place = cmd(1, place_order=limit(BTC, "mm", SELL, 1, 900))
+        await call.write(gateway_pb2.TradeRequest(options=options, commands=[place]))
+        assert (await call.read()).results[0].report.status == T.ORDER_STATUS_NEW
+        await state.stop_shard("shard-a")
+        link = router.links.get("shard-a")
+        assert link is not None and await wait_until(lambda: not link.ready, TIMEOUT)
+        call.cancel()
+        assert await wait_until(lambda: router.dispatcher.buffers.count(BTC) == 1, TIMEOUT)
+        await state.start_shard("shard-a", (BTC,), assign=False)
+        assert router.gateway is not None
+        await router.gateway.drain(TIMEOUT)  # the stream's whole clean-up is done
+    assert await open_orders(state.dsn, "mm") == []
+    assert [row[1] for row in await journal(state.dsn, BTC)] == ["mm", "mm"]  # place, cancel
+
+
 async def test_a_full_link_queue_is_resource_exhausted(two_shards: Cluster) -> None:
     state = two_shards
     async with running_router(state, link_max_queued=2) as (_, stub):
