@@ -4,7 +4,8 @@ Keys are relative to the registry's prefix (layout in cluster/registry.py). Valu
 anything that does not decode exactly raises MalformedValue, and readers keep their last good
 value instead of acting on garbage (DESIGN section 11, "malformed etcd values").
 
-- shards/<id>:          JSON {"shard_id", "address", "weight"}; shard_id must match the key
+- shards/<id>:          JSON {"shard_id", "address", "weight", "instance" (optional)};
+                        shard_id must match the key
 - assignments/<symbol>: JSON {"shard_id", "state", "epoch", "target"} (no symbol, no revision:
                         both come from the key). A stored epoch of 0 means "the revision of the
                         write that stored it" and is resolved to the key's mod_revision on read.
@@ -75,7 +76,13 @@ def encode_shard(record: ShardRecord) -> bytes:
     check_name(record.shard_id)
     if not record.address or not _positive(record.weight):
         raise InvalidRequest(f"invalid shard record {record!r}")
-    body = {"shard_id": record.shard_id, "address": record.address, "weight": record.weight}
+    body: dict[str, object] = {
+        "shard_id": record.shard_id,
+        "address": record.address,
+        "weight": record.weight,
+    }
+    if record.instance:
+        body["instance"] = record.instance
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -140,7 +147,10 @@ def _decode_shard(name: str, raw: bytes) -> ShardRecord:
         raise MalformedValue("shard_id does not match the key, or empty address")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not _positive(weight):
         raise MalformedValue("weight must be a positive number")
-    return ShardRecord(shard_id, address, float(weight))
+    instance = body.get("instance", "")
+    if not isinstance(instance, str):
+        raise MalformedValue("instance must be a string")
+    return ShardRecord(shard_id, address, float(weight), instance)
 
 
 def _decode_assignment(symbol: str, raw: bytes, mod_revision: int) -> Assignment:

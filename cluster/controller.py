@@ -41,7 +41,8 @@ class Controller:
         self._config = config
         self._changed = asyncio.Event()
         self._first_seen: dict[tuple[str, int], float] = {}
-        self._live_since: dict[str, float] | None = None  # None: no view yet in this term
+        # shard id -> (instance, first seen); None: no view yet in this term
+        self._live_since: dict[str, tuple[str, float]] | None = None
         self.is_leader = False
         self.decisions_applied = 0
         table.listeners.append(lambda _view: self._changed.set())
@@ -110,15 +111,22 @@ class Controller:
         return True
 
     def _held(self, view: ClusterView) -> frozenset[str]:
-        """Live shards that joined less than ``join_hold`` ago. The shards of a term's first
-        view count as settled: a new leader cannot know when they joined, and holding every
-        shard would stall pins and drains for the whole hold after each election."""
+        """Live shards that joined, or restarted (a new instance), less than ``join_hold``
+        ago. The shards of a term's first view count as settled: a new leader cannot know
+        when they joined, and holding every shard would stall pins and drains for the
+        whole hold after each election."""
         now = time.monotonic()
-        since = self._live_since
-        joined = now if since is not None else float("-inf")
-        self._live_since = {s: (since or {}).get(s, joined) for s in view.shards}
+        seen = self._live_since
+        joined = now if seen is not None else float("-inf")
+        live: dict[str, tuple[str, float]] = {}
+        for shard_id, record in view.shards.items():
+            before = (seen or {}).get(shard_id)
+            if before is None or before[0] != record.instance:
+                before = (record.instance, joined)
+            live[shard_id] = before
+        self._live_since = live
         hold = self._config.policy.join_hold
-        return frozenset(s for s, t in self._live_since.items() if now - t < hold)
+        return frozenset(s for s, (_, t) in live.items() if now - t < hold)
 
     def _stuck_times(self, view: ClusterView) -> dict[tuple[str, int], float]:
         now = time.monotonic()

@@ -32,6 +32,9 @@ class ShardRecord:
     shard_id: str
     address: str  # host:port of its ShardService / OrderGatewayService
     weight: float = 1.0  # relative capacity for weighted rendezvous placement
+    # Differs per process start: a shard restarted within its lease's TTL re-registers
+    # the same key, and only this tells the controller it is new (decision 0017).
+    instance: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from cluster.errors import ClusterError
 from cluster.model import AssignmentState, ClusterView, ShardRecord
@@ -45,6 +46,7 @@ class ClusterMember:
         self._me = custody.shard_id
         self._address = address
         self._ttl = lease_ttl
+        self._instance = uuid.uuid4().hex  # this process's registration (ShardRecord)
         self._dirty: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.registration: Registration | None = None
@@ -52,7 +54,7 @@ class ClusterMember:
     async def start(self, timeout: float) -> None:
         await self._table.start(timeout)
         self.registration = await self._registry.register_shard(
-            ShardRecord(self._me, self._address), self._ttl
+            ShardRecord(self._me, self._address, instance=self._instance), self._ttl
         )
         self._table.listeners.append(self._on_change)
         self._on_change(self._table.view())

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from cluster.controller import Controller, ControllerConfig
 from cluster.decisions import Policy
@@ -122,8 +123,9 @@ async def test_move_to_a_dead_target_is_rolled_back_by_the_next_controller() -> 
 
 
 async def test_a_shard_that_joins_takes_moves_only_after_the_join_hold() -> None:
-    """Shards there when the term began are settled; one joining later, or leaving and
-    joining again, takes no rebalancing move until it has been live for join_hold."""
+    """Shards there when the term began are settled; one joining later, leaving and
+    joining again, or restarted (a new instance under the same id), takes no rebalancing
+    move until it has been live for join_hold."""
     store = MemoryStore()
     admin = MemoryRegistry(store)
     a = ShardRecord("a", "127.0.0.1:1")
@@ -150,5 +152,19 @@ async def test_a_shard_that_joins_takes_moves_only_after_the_join_hold() -> None
             )  # the move rolled back: the symbol is on a again
             await joined.close()
             await until(admin, lambda v: "c" not in v.shards)
-            await asyncio.sleep(0.7)  # a controller tick sees it gone (a blip inside one isn't)
+            await asyncio.sleep(0.7)  # a controller tick sees it gone
+        # A restart inside the lease's TTL re-registers the same key: a new instance.
+        await admin.register_shard(replace(c, instance="first"), 2)
+        first = await until(admin, lambda v: v.assignments[symbol].target == "c")
+        assert await admin.cas_assignment(
+            first.assignments[symbol].revision, first.assignments[symbol].activated()
+        )
+        restarted = await admin.register_shard(replace(c, instance="second"), 2)
+        began = time.monotonic()
+        await asyncio.sleep(0.8)
+        now = await admin.get_assignment(symbol)
+        assert now is not None and now.state is AssignmentState.ACTIVE, now
+        await until(admin, lambda v: v.assignments[symbol].target == "c")
+        assert time.monotonic() - began >= 1.5
+        await restarted.close()
     await admin.close()

@@ -14,7 +14,7 @@ from tests.cluster.registry_backends import TTL, AnyRegistry, Backend, backend_f
 
 backend = backend_fixture()
 
-S1 = ShardRecord("s1", "127.0.0.1:7001", 2.0)
+S1 = ShardRecord("s1", "127.0.0.1:7001", 2.0, instance="a1b2")  # round-trips through both
 S2 = ShardRecord("s2", "127.0.0.1:7002")
 EXPIRY_WAIT = 4 * TTL  # a lease expires after its TTL; etcd checks expiry every ~0.5 s
 
