@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from api.auth import AuthConfigError, Credentials, read_token_file
 from api.limits import MAX_COMMANDS_PER_MESSAGE
 from cluster.registry import DEFAULT_PREFIX
 from marketdata.keys import DEFAULT_DEPTH, STALE_AFTER_S
@@ -57,6 +59,11 @@ class RouterConfig:
     md_batch_max: int = 256  # updates per StreamMarketDataResponse
     md_retry_max: float = 2.0  # cap of the reconnect backoff of a symbol feed
     md_audit_interval: float = STALE_AFTER_S  # how often a feed re-reads its snapshot
+    # Authentication (api/auth.py, decision 0018). No credentials: every caller may trade
+    # every account (a development cluster; logged at start). The cluster token is what
+    # this router presents to shards.
+    credentials: Credentials | None = field(default=None, repr=False)
+    cluster_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_commands <= MAX_COMMANDS_PER_MESSAGE:
@@ -114,6 +121,11 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      "seconds allowed to every Redis call before market data degrades"),
     ("--md-queue", f"{ENV_PREFIX}MD_QUEUE", 10_000,
      "market data updates waiting per stream; beyond it the stream ends RESOURCE_EXHAUSTED"),
+    ("--credentials", f"{ENV_PREFIX}CREDENTIALS", "",
+     "credentials file: client token hashes and the accounts each may trade (see"
+     " `spotmatch auth --help`); without it every caller may trade every account"),
+    ("--cluster-token-file", "SPOTMATCH_CLUSTER_TOKEN_FILE", "",
+     "file holding the cluster token this router presents to shards (when they require one)"),
 )  # fmt: skip
 
 
@@ -154,6 +166,10 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             redis_nodes=tuple(n.strip() for n in args.redis.split(",") if n.strip()),
             redis_timeout=args.redis_timeout,
             md_queue_max=args.md_queue,
+            credentials=Credentials.load(Path(args.credentials)) if args.credentials else None,
+            cluster_token=read_token_file(Path(args.cluster_token_file))
+            if args.cluster_token_file
+            else "",
         )
-    except ConfigError as exc:
+    except (ConfigError, AuthConfigError) as exc:
         raise SystemExit(f"spotmatch router: {exc}") from None

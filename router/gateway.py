@@ -12,11 +12,20 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar, cast
 
 import grpc
 
+from api.auth import (
+    DENIED_ORDER,
+    DENIED_STREAM,
+    Principal,
+    current,
+    denied_commands,
+    permission_denied,
+    stream_accounts,
+)
 from api.request_validation import (
     validate_get_order_book_request,
     validate_get_order_request,
@@ -111,7 +120,7 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
     async def _one(
         self, command: orders_pb2.OrderCommand, context: Context
     ) -> orders_pb2.CommandResult:
-        (result,) = await self._dispatcher.execute([command], self._deadline(context))
+        (result,) = await self._execute(current(), [command], self._deadline(context))
         if result.WhichOneof("result") == "error":
             await context.abort_with_status(command_error_status(result.error))
         return result
@@ -122,14 +131,29 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.SubmitBatchRequest, context: Context
     ) -> gateway_pb2.SubmitBatchResponse:
         await _abort_if(validate_submit_batch_request(request), context)
-        results = await self._dispatcher.execute(request.commands, self._deadline(context))
+        results = await self._execute(current(), request.commands, self._deadline(context))
         return gateway_pb2.SubmitBatchResponse(results=results)
+
+    async def _execute(
+        self, principal: Principal, commands: Sequence[orders_pb2.OrderCommand], deadline: int
+    ) -> list[orders_pb2.CommandResult]:
+        """Dispatch the commands ``principal`` may send; the others get PERMISSION_DENIED
+        in their place (nothing is sent for them)."""
+        denied = set(denied_commands(principal, commands))
+        if not denied:
+            return await self._dispatcher.execute(commands, deadline)
+        allowed = [c for i, c in enumerate(commands) if i not in denied]
+        answers = iter(await self._dispatcher.execute(allowed, deadline) if allowed else [])
+        return [
+            _denied(command) if i in denied else next(answers) for i, command in enumerate(commands)
+        ]
 
     async def Trade(  # type: ignore[override]
         self, request_iterator: AsyncIterator[gateway_pb2.TradeRequest], context: Context
     ) -> None:
         session = TradeSession(self._config.stream_inflight, self._config.stream_write_timeout)
         subscriptions = self._links.subscriptions
+        principal = current()
 
         async def read() -> None:
             first = True
@@ -138,11 +162,15 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 first = False
                 if request.HasField("options"):
                     options = request.options
-                    session.accounts = list(dict.fromkeys(options.accounts))
+                    accounts = stream_accounts(principal, options.accounts)
+                    if accounts is None:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED_STREAM)
+                    session.accounts = accounts or []
                     session.cancel_on_disconnect = options.cancel_on_disconnect
                     subscriptions.add(session, session.accounts, session.cancel_on_disconnect)
                 if request.commands:
-                    await session.enqueue(functools.partial(self._trade, request, context))
+                    trade = functools.partial(self._trade, principal, request, context)
+                    await session.enqueue(trade)
 
         async def close(clean: bool) -> None:
             task = asyncio.current_task()
@@ -160,10 +188,10 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         await run_session(session, context, read, close)
 
     async def _trade(
-        self, request: gateway_pb2.TradeRequest, context: Context
+        self, principal: Principal, request: gateway_pb2.TradeRequest, context: Context
     ) -> gateway_pb2.TradeResponse:
         deadline = self._deadline(context, stream=True)
-        results = await self._dispatcher.execute(request.commands, deadline)
+        results = await self._execute(principal, request.commands, deadline)
         return gateway_pb2.TradeResponse(results=results)
 
     async def _cancel_accounts(self, accounts: list[str]) -> None:
@@ -200,6 +228,8 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.GetOrderRequest, context: Context
     ) -> gateway_pb2.GetOrderResponse:
         await _abort_if(validate_get_order_request(request), context)
+        if not current().allows(request.account):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED_ORDER)
         stub = await self._owner(request.symbol, context)
         timeout = self._timeout(context)
         call = cast(
@@ -267,6 +297,14 @@ async def _forward(context: Context, call: Awaitable[T]) -> T:
 def _forwarded(err: grpc.aio.AioRpcError) -> Metadata:
     """The shard's trailers a router passes on to its caller."""
     return tuple((k, v) for k, v in (err.trailing_metadata() or ()) if k in _FORWARDED_TRAILERS)
+
+
+def _denied(command: orders_pb2.OrderCommand) -> orders_pb2.CommandResult:
+    kind = command.WhichOneof("command")
+    symbol = str(getattr(getattr(command, kind), "symbol", "")) if kind else ""
+    return orders_pb2.CommandResult(
+        correlation_id=command.correlation_id, error=permission_denied(symbol)
+    )
 
 
 async def _abort_if(violations: list[Violation], context: Context) -> None:

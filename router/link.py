@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from api.auth import bearer, bearer_interceptors
 from api.status import command_error
 from matching.v1 import gateway_pb2_grpc, orders_pb2, shard_pb2, types_pb2
 from router.config import RouterConfig
@@ -151,14 +153,20 @@ class ShardLink:
         self._hooks = hooks
         options = channel_options(config)
         self._channel = grpc.aio.insecure_channel(address, options=options)
-        self._execute: _Open = self._channel.stream_stream(
-            EXECUTE_METHOD,
-            request_serializer=None,  # requests are pre-encoded bytes (router.wire)
-            response_deserializer=shard_pb2.ExecuteResponse.FromString,
+        token = config.cluster_token  # what the shard requires, if it does (decision 0018)
+        self._execute: Callable[[], _Call] = functools.partial(
+            self._channel.stream_stream(
+                EXECUTE_METHOD,
+                request_serializer=None,  # requests are pre-encoded bytes (router.wire)
+                response_deserializer=shard_pb2.ExecuteResponse.FromString,
+            ),
+            metadata=bearer(token) if token else None,
         )
         # Unary reads (GetOrder, GetOrderBook) are traced; the Execute stream is not (0005).
         self._read_channel = grpc.aio.insecure_channel(
-            address, options=options, interceptors=client_interceptors()
+            address,
+            options=options,
+            interceptors=[*client_interceptors(), *(bearer_interceptors(token) if token else [])],
         )
         self.reads = gateway_pb2_grpc.OrderGatewayServiceStub(self._read_channel)
         self._queue: deque[Part] = deque()
@@ -411,7 +419,6 @@ class ShardLink:
 
 
 _Call = grpc.aio.StreamStreamCall[bytes, shard_pb2.ExecuteResponse]
-_Open = grpc.aio.StreamStreamMultiCallable[bytes, shard_pb2.ExecuteResponse]
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from api.auth import Authenticator
 from api.decoding import DecodeGuard
 from cluster.etcd import EtcdRegistry
 from cluster.model import ClusterView
@@ -55,9 +56,13 @@ class RouterNode:
         if not await self.links.wait_ready(self.config.link_connect_timeout):
             log.warning("not every shard link is up yet; their symbols buffer until it is")
         setup_tracing(f"spotmatch-router-{self.config.router_id}")
+        credentials = self.config.credentials
+        if credentials is None:
+            log.warning("no credentials file: every caller may trade every account")
+        guard = [] if credentials is None else [Authenticator({SERVICE_NAME: credentials})]
         server = grpc.aio.server(
             options=grpc_options(self.config),
-            interceptors=[DecodeGuard(), EncodedResponses(), *server_interceptors()],
+            interceptors=[*guard, DecodeGuard(), EncodedResponses(), *server_interceptors()],
         )
         gateway = self.gateway = RouterGateway(
             self.dispatcher, self.links, self.table, self.config, self.market_data

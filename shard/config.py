@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from api.auth import AuthConfigError, Credentials, read_token_file
 from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
 from marketdata.keys import DEFAULT_DEPTH
 from shard.gc_policy import YOUNG_THRESHOLD
@@ -39,6 +41,11 @@ class ShardConfig:
     redis_nodes: tuple[str, ...] = ()  # Redis Cluster startup nodes: publish market data
     md_depth: int = DEFAULT_DEPTH  # levels per side in published snapshots and deltas
     redis_timeout: float = 2.0  # one round of market-data writes; each Redis connect/read
+    # Authentication (api/auth.py, decision 0018). The cluster token is what routers present
+    # (ShardService accepts nothing else); credentials are shard-aware clients' tokens for
+    # OrderGatewayService. Neither: the shard serves anyone (logged at start).
+    cluster_token: str = field(default="", repr=False)
+    credentials: Credentials | None = field(default=None, repr=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +134,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"price levels per side in published market data (default {DEFAULT_DEPTH})",
     )
     parser.add_argument(
+        "--cluster-token-file",
+        default=env.get("SPOTMATCH_CLUSTER_TOKEN_FILE", ""),
+        help="file holding the cluster token: ShardService then serves only callers that"
+        " present it (routers), and so does OrderGatewayService for clients without"
+        " --credentials (env SPOTMATCH_CLUSTER_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--credentials",
+        default=env.get(f"{ENV_PREFIX}CREDENTIALS", ""),
+        help="credentials file of shard-aware clients (token hashes and their accounts, see"
+        " `spotmatch auth --help`); needs --cluster-token-file (env SPOTMATCH_SHARD_CREDENTIALS)",
+    )
+    parser.add_argument(
         "--advertise-host",
         default=env.get(f"{ENV_PREFIX}ADVERTISE_HOST", ""),
         help="host routers use to reach this shard (default: the --listen host)",
@@ -138,6 +158,13 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         raise SystemExit("spotmatch shard: --pg-dsn (or SPOTMATCH_PG_DSN) is required")
     symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
     md_depth = max(1, args.md_depth)
+    if args.credentials and not args.cluster_token_file:
+        raise SystemExit("spotmatch shard: --credentials needs --cluster-token-file (routers)")
+    try:
+        token = read_token_file(Path(args.cluster_token_file)) if args.cluster_token_file else ""
+        credentials = Credentials.load(Path(args.credentials)) if args.credentials else None
+    except AuthConfigError as exc:
+        raise SystemExit(f"spotmatch shard: {exc}") from None
     return ShardConfig(
         shard_id=args.shard_id,
         listen=args.listen,
@@ -155,4 +182,6 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         gc_young_threshold=max(0, args.gc_young_threshold),
         redis_nodes=tuple(n.strip() for n in args.redis.split(",") if n.strip()),
         md_depth=md_depth,
+        cluster_token=token,
+        credentials=credentials,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from api.auth import DENIED_ORDER, DENIED_STREAM, Principal, current, stream_accounts
 from api.request_validation import (
     validate_get_order_book_request,
     validate_get_order_request,
@@ -93,7 +94,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     ) -> orders_pb2.CommandResult:
         _bound_by_call_deadline(command, context)
         answer = gateway_pb2.SubmitBatchResponse()
-        await execute_commands(self._pipeline, [command], answer.results)
+        await execute_commands(self._pipeline, [command], answer.results, principal=current())
         (result,) = answer.results
         if result.WhichOneof("result") == "error":
             status = command_error_status(result.error)
@@ -108,7 +109,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         await _abort_if(validate_submit_batch_request(request), context)
         response = gateway_pb2.SubmitBatchResponse()
         await execute_commands(
-            self._pipeline, request.commands, response.results, request.ByteSize()
+            self._pipeline, request.commands, response.results, request.ByteSize(), current()
         )
         return response
 
@@ -116,6 +117,7 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request_iterator: AsyncIterator[gateway_pb2.TradeRequest], context: Context
     ) -> None:
         session = StreamSession(self._config.stream_inflight, self._config.stream_write_timeout)
+        principal = current()
 
         async def read() -> None:
             first = True
@@ -123,9 +125,12 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
                 await _abort_if(validate_trade_request(request, first_message=first), context)
                 first = False
                 if request.HasField("options"):
-                    self._apply_options(request.options, session)
+                    accounts = stream_accounts(principal, request.options.accounts)
+                    if accounts is None:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED_STREAM)
+                    self._apply_options(request.options, accounts or [], session)
                 if request.commands:
-                    await session.enqueue(functools.partial(self._run, request))
+                    await session.enqueue(functools.partial(self._run, principal, request))
 
         async def close(clean: bool) -> None:
             self._subscribers.unsubscribe_all(session)
@@ -134,17 +139,19 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         await run_session(session, context, read, close)
 
     def _apply_options(
-        self, options: gateway_pb2.TradeStreamOptions, session: StreamSession
+        self, options: gateway_pb2.TradeStreamOptions, accounts: list[str], session: StreamSession
     ) -> None:
-        for account in options.accounts:
+        for account in accounts:
             self._subscribers.subscribe(session, _trade_wrap, account)
             if options.cancel_on_disconnect:
                 session.cancel_on_disconnect.add(account)
 
-    async def _run(self, request: gateway_pb2.TradeRequest) -> gateway_pb2.TradeResponse:
+    async def _run(
+        self, principal: Principal, request: gateway_pb2.TradeRequest
+    ) -> gateway_pb2.TradeResponse:
         response = gateway_pb2.TradeResponse()
         await execute_commands(
-            self._pipeline, request.commands, response.results, request.ByteSize()
+            self._pipeline, request.commands, response.results, request.ByteSize(), principal
         )
         return response
 
@@ -155,6 +162,8 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     ) -> gateway_pb2.GetOrderResponse:
         """The committed state of an order (never state that has not committed yet)."""
         await _abort_if(validate_get_order_request(request), context)
+        if not current().allows(request.account):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, DENIED_ORDER)
         try:
             row = await self._find_order(
                 request.symbol, request.account, request.order_id, request.client_order_id

@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from api.auth import UNRESTRICTED, Principal, command_account, permission_denied
 from api.status import command_error, malformed_command_error
 from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
@@ -35,12 +36,14 @@ async def execute_commands(
     commands: Sequence[PbCommand],
     out: Results,
     nbytes: int = 0,
+    principal: Principal = UNRESTRICTED,
 ) -> None:
-    """Validate, convert, run through the pipeline, and append one CommandResult per command
-    to ``out`` (the results field of the response itself: nothing is copied afterwards)."""
+    """Authorize, validate, convert, run through the pipeline, and append one CommandResult
+    per command to ``out`` (the results field of the response itself: nothing is copied
+    afterwards). Commands for accounts ``principal`` may not trade get PERMISSION_DENIED."""
     domain: list[Command] = []
     deadlines: list[int] = []
-    plan = _plan(commands, domain, deadlines, pipeline.ownership)
+    plan = _plan(commands, domain, deadlines, pipeline.ownership, principal)
     outcomes = await _submit(pipeline, domain, nbytes, deadlines if any(deadlines) else None)
     now = time.time_ns()
     add = out.add
@@ -57,12 +60,20 @@ async def execute_commands(
 
 
 def _plan(
-    commands: Sequence[PbCommand], domain: list[Command], deadlines: list[int], ownership: Ownership
+    commands: Sequence[PbCommand],
+    domain: list[Command],
+    deadlines: list[int],
+    ownership: Ownership,
+    principal: Principal,
 ) -> list[_Planned]:
     """Refuse or convert each command, appending the domain commands to ``domain`` and each
     one's deadline (ns since the epoch, 0 = none) to ``deadlines``."""
     plan: list[_Planned] = []
+    allowed = principal.accounts  # None: every account, and no check per command
     for i, pb in enumerate(commands):
+        if allowed is not None and _foreign(pb, allowed):
+            plan.append(permission_denied(_symbol_of(pb)))
+            continue
         if validate_command(pb):  # paths with the command's index only for a bad command
             violations = validate_command(pb, f"commands[{i}].")
             plan.append(malformed_command_error(violations, _symbol_of(pb)))
@@ -124,6 +135,11 @@ def _answer_mass(
 def failure_to_pb(failure: CommandFailure, symbol: str) -> orders_pb2.CommandError:
     hint = types_pb2.OwnerHint(shard_id=failure.owner_hint) if failure.owner_hint else None
     return command_error(failure.reason, failure.message, owner_hint=hint, symbol=symbol)  # type: ignore[arg-type]
+
+
+def _foreign(pb: PbCommand, allowed: frozenset[str]) -> bool:
+    account = command_account(pb)
+    return account is not None and account not in allowed
 
 
 def _symbol_of(pb: PbCommand) -> str:

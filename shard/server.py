@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from api.auth import CLUSTER, Authenticator, Credentials
 from api.decoding import DecodeGuard
 from cluster.controller import Controller, ControllerConfig
 from cluster.etcd import EtcdRegistry
@@ -37,7 +38,7 @@ from shard.cluster_member import ClusterMember
 from shard.config import ShardConfig
 from shard.custody import SymbolCustody
 from shard.engine import MatchingEngine
-from shard.errors import Overloaded
+from shard.errors import Overloaded, ShardError
 from shard.gateway import GatewayServicer
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership, SymbolState
@@ -53,6 +54,22 @@ SERVICE_NAMES = (
     shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name,
     gateway_pb2.DESCRIPTOR.services_by_name["OrderGatewayService"].full_name,
 )
+
+
+def _authenticator(config: ShardConfig) -> list[Authenticator]:
+    """ShardService for the cluster token only; OrderGatewayService for it and the
+    shard-aware clients' credentials (decision 0018). No token: open, and logged."""
+    if not config.cluster_token:
+        if config.credentials is not None:
+            raise ShardError("client credentials need a cluster token (routers present it)")
+        log.warning("no cluster token: any caller may use this shard, for every account")
+        return []
+    cluster = Credentials.of_token(config.cluster_token, CLUSTER)
+    clients = cluster if config.credentials is None else cluster | config.credentials
+    shard_service, gateway_service = SERVICE_NAMES
+    return [Authenticator({shard_service: cluster, gateway_service: clients})]
+
+
 _RELOAD_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 # The pool is the writer's first: its batches (two open at once), the client order id lookup
 # and moves each take a connection. Other users are capped so that none of them can make a
@@ -181,7 +198,8 @@ class ShardNode:
     async def _start_grpc(self) -> None:
         setup_tracing(f"spotmatch-shard-{self.config.shard_id}")
         server = grpc.aio.server(
-            options=grpc_options(self.config), interceptors=[DecodeGuard(), *server_interceptors()]
+            options=grpc_options(self.config),
+            interceptors=[*_authenticator(self.config), DecodeGuard(), *server_interceptors()],
         )
         shard_pb2_grpc.add_ShardServiceServicer_to_server(
             ExecuteServicer(self.pipeline, self.subscribers, self.config), server

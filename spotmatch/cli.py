@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spotmatch import bench_cli, controller_cli, ctl_cli, router_cli, shard_cli, up_cli
+from spotmatch import auth_cli, bench_cli, controller_cli, ctl_cli, router_cli, shard_cli, up_cli
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     controller_cli.register(commands)
     ctl_cli.register(commands)
     up_cli.register(commands)
+    auth_cli.register(commands)
     demo = commands.add_parser(
         "demo",
         help="what `make run` shows: a local cluster trading live, with a planned move",

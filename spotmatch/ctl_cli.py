@@ -232,6 +232,12 @@ def _symbols_status(actions: Any) -> None:
             metavar="TEXT",
             help="why; shown in the output (SetSymbolStatus has no field to journal it yet)",
         )
+        action.add_argument(
+            "--cluster-token-file",
+            default=os.environ.get("SPOTMATCH_CLUSTER_TOKEN_FILE", ""),
+            metavar="FILE",
+            help="the cluster token, for shards that require it (env SPOTMATCH_CLUSTER_TOKEN_FILE)",
+        )
 
 
 def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from api.auth import AuthConfigError, bearer, read_token_file
 from api.validation import validate_symbol
 from cluster import operations as ops
 from cluster.model import ClusterView
@@ -23,6 +25,7 @@ from persistence.rows import SymbolRow
 from persistence.symbols import create_symbol
 from spotmatch.ctl_commands import PG_CONNECT_TIMEOUT, Session
 from spotmatch.ctl_output import CtlError, Output, table
+from tools.cluster.state import read_state
 
 SHARD_COMMAND_TIMEOUT = 5.0  # the halt/resume round trip, commit included
 CTL_ID = "spotmatch-ctl"
@@ -134,9 +137,14 @@ async def resume(session: Session, args: argparse.Namespace) -> Output:
 async def _set_status(
     session: Session, args: argparse.Namespace, status: types_pb2.SymbolStatus.ValueType
 ) -> Output:
+    path = args.cluster_token_file or _run_dir_token_file(args.run_dir)
+    try:
+        token = read_token_file(Path(path)) if path else ""
+    except AuthConfigError as exc:
+        raise CtlError(str(exc)) from None
     view = await session.snapshot()
     shard_id, address = _owner(view, args.symbol)
-    report = await _execute(address, shard_id, args.symbol, status)
+    report = await _execute(address, shard_id, args.symbol, status, token)
     name = STATUS_NAMES[status]
     data = {
         "symbol": args.symbol,
@@ -169,8 +177,18 @@ def _owner(view: ClusterView, symbol: str) -> tuple[str, str]:
     return current.shard_id, record.address
 
 
+def _run_dir_token_file(run_dir: Path) -> str:
+    """The cluster token of the local cluster in ``run_dir`` (`spotmatch up`), if any."""
+    state = read_state(run_dir)
+    return state.cluster_token_file if state is not None else ""
+
+
 async def _execute(
-    address: str, shard_id: str, symbol: str, status: types_pb2.SymbolStatus.ValueType
+    address: str,
+    shard_id: str,
+    symbol: str,
+    status: types_pb2.SymbolStatus.ValueType,
+    token: str,
 ) -> orders_pb2.ExecutionReport:
     command = shard_pb2.ShardCommand(
         correlation_id=1,
@@ -181,7 +199,9 @@ async def _execute(
         options=shard_pb2.ExecuteStreamOptions(router_id=CTL_ID), batch_id=1, commands=[command]
     )
     async with grpc.aio.insecure_channel(address) as channel:
-        call = shard_pb2_grpc.ShardServiceStub(channel).Execute(timeout=SHARD_COMMAND_TIMEOUT)
+        call = shard_pb2_grpc.ShardServiceStub(channel).Execute(
+            timeout=SHARD_COMMAND_TIMEOUT, metadata=bearer(token) if token else None
+        )
         try:
             await call.write(request)
             response = await call.read()

@@ -44,6 +44,7 @@ class ClusterState:
     shard_addresses: list[str]
     processes: list[ProcessRecord] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    cluster_token_file: str = ""  # what routers present to shards (decision 0018)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -64,6 +65,7 @@ class ClusterState:
             "SPOTMATCH_ETCD_PREFIX": self.etcd_prefix,
             "SPOTMATCH_PG_DSN": self.pg_dsn,
             "SPOTMATCH_REDIS_NODES": ",".join(self.redis_nodes),
+            "SPOTMATCH_CLUSTER_TOKEN_FILE": self.cluster_token_file,
         }
 
 
