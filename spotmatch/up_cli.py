@@ -113,6 +113,8 @@ def summary(cluster: Any, *, foreground: bool) -> str:
         f"  postgres  {cluster.pg_dsn}",
         f"  redis     {', '.join(cluster.redis_nodes)}",
         f"  symbols   {', '.join(cluster.symbols) or '(none)'}",
+        f"  auth      shards serve only the routers' cluster token ({cluster.cluster_token_file});"
+        " routers serve anyone (--credentials: see `spotmatch auth --help`)",
         f"logs:   {run_dir}/logs/ (routers, shards), {run_dir}/etcd/etcd.log,",
         f"        {run_dir}/postgres/postgres.log, {run_dir}/redis/node-*/redis.log",
         f"env:    source {run_dir}/cluster.env",

@@ -5,6 +5,8 @@
 2. A mixed market-maker load (batched Trade streams) through router 1, with a live line of
    orders/s, latency p50/p99, fills and errors every half second; meanwhile a market data
    subscriber follows the first symbol's book through router 2 (a line every two seconds).
+   Routers check the clients' bearer token and shards the routers' cluster token (decision
+   0018); the demo shows an order without a token and one for another account refused.
 3. Half-way, a planned move of that symbol to another shard, with the pause it caused.
 4. A summary, every acknowledged order checked in Postgres, the subscriber's book checked
    against the owner's committed book, the cluster's status table.
@@ -19,16 +21,19 @@ import itertools
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from api.auth import bearer
 from cluster.etcd import EtcdRegistry
 from cluster.operations import MoveResult, move
 from tools.bench.load import ClientFlow, LoadResult, percentile, run_client
 from tools.cluster.launcher import LocalCluster
+from tools.demo_auth import DemoAuth, show_refusals, write_demo_auth
 from tools.demo_market_data import DemoFeed
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -45,13 +50,30 @@ class DemoParams:
 
 
 def run_cluster_demo(params: DemoParams) -> int:
-    cluster = LocalCluster(params.run_dir, shards=3, routers=2, symbols=SYMBOLS)
+    run = f"demo{int(time.time())}"
+    flows = [ClientFlow(c, list(SYMBOLS), 7, run) for c in range(params.clients)]
+    with tempfile.TemporaryDirectory(prefix="spotmatch-demo-auth-") as secrets:
+        auth = write_demo_auth(Path(secrets), [f.account for f in flows])
+        cluster = LocalCluster(
+            params.run_dir,
+            shards=3,
+            routers=2,
+            symbols=SYMBOLS,
+            router_args=auth.router_args,
+        )
+        return _run(cluster, params, flows, auth)
+
+
+def _run(cluster: LocalCluster, params: DemoParams, flows: list[ClientFlow], auth: DemoAuth) -> int:
     print(f"starting a local cluster under {params.run_dir} (etcd, Postgres, Redis Cluster,")
     print("3 shards, 2 routers; about 15 s) ...", flush=True)
     cluster.start()
     try:
         _print_endpoints(cluster)
-        ok = asyncio.run(_trade(cluster, params))
+        accounts = ", ".join(f.account for f in flows)
+        print(f"  auth       routers check client tokens; this demo's makers ({accounts})")
+        print(f"             present 'authorization: Bearer {auth.token}'")
+        ok = asyncio.run(_trade(cluster, params, flows, auth.token))
         _status(params.run_dir)
         if params.wait:
             _serve_until_interrupted(cluster)
@@ -72,20 +94,29 @@ def _print_endpoints(cluster: LocalCluster) -> None:
     print(f"  redis      {', '.join(cluster.redis_nodes)}")
 
 
-async def _trade(cluster: LocalCluster, p: DemoParams) -> bool:
+async def _trade(cluster: LocalCluster, p: DemoParams, flows: list[ClientFlow], token: str) -> bool:
     router = cluster.router_addresses[0]
-    run = f"demo{int(time.time())}"
-    flows = [ClientFlow(c, list(SYMBOLS), 7, run) for c in range(p.clients)]
     results = [LoadResult() for _ in flows]
     routers = cluster.router_addresses
-    feed = DemoFeed(routers[-1], SYMBOLS[0], f"router-{len(routers)}")
+    feed = DemoFeed(routers[-1], SYMBOLS[0], f"router-{len(routers)}", token)
     await feed.wait_synced()
+    refused = await show_refusals(router, token, SYMBOLS[0])
     print(f"\ntrading: {p.clients} market-maker streams through {router}, {p.batch} orders per")
     print(f"message, {p.duration_s:.0f} s; half-way {SYMBOLS[0]} moves to another shard\n")
     started = time.perf_counter()
     load = asyncio.gather(
         *(
-            run_client(router, f, p.batch, 10_000_000, None, p.window, p.duration_s, r)
+            run_client(
+                router,
+                f,
+                p.batch,
+                10_000_000,
+                None,
+                p.window,
+                p.duration_s,
+                r,
+                metadata=bearer(token),
+            )
             for f, r in zip(flows, results, strict=True)
         )
     )
@@ -102,7 +133,7 @@ async def _trade(cluster: LocalCluster, p: DemoParams) -> bool:
     same_book, verdict = await feed.verify()
     print(verdict)
     await feed.close()
-    return ok and same_book
+    return ok and same_book and refused
 
 
 async def _show_progress(results: list[LoadResult], started: float, feed: DemoFeed) -> None:

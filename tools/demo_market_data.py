@@ -8,6 +8,7 @@ import asyncio
 
 import grpc
 
+from api.auth import bearer_interceptors
 from marketdata.keys import DEFAULT_DEPTH
 from matching.v1 import gateway_pb2_grpc
 from tools.bench.load import percentile
@@ -17,10 +18,11 @@ SYNC_TIMEOUT = 15.0
 
 
 class DemoFeed:
-    def __init__(self, router: str, symbol: str, label: str) -> None:
+    def __init__(self, router: str, symbol: str, label: str, token: str = "") -> None:
         self.label = label  # how the router is called in the display
         self.symbol = symbol
-        self._channel = grpc.aio.insecure_channel(router)
+        interceptors = bearer_interceptors(token) if token else None
+        self._channel = grpc.aio.insecure_channel(router, interceptors=interceptors)
         self._stub = gateway_pb2_grpc.OrderGatewayServiceStub(self._channel)
         self._subscriber = Subscriber(self._stub, symbol, depth=DEFAULT_DEPTH)
         self._seen_lags = 0

@@ -66,6 +66,11 @@ def test_up_status_halt_down(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             assert _health(address) == health_pb2.HealthCheckResponse.SERVING, address
 
         _check_status(run_dir, capsys)
+        wrong = tmp_path / "wrong.token"  # shards take only the cluster's token (0018)
+        wrong.write_text("not-the-cluster-token-0123456789\n")
+        halt = ["--run-dir", str(run_dir), "symbols", "halt", "BTC-USD"]
+        assert ctl_cli.main([*halt, "--cluster-token-file", str(wrong)]) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
         code, out = _ctl(run_dir, capsys, "symbols", "halt", "BTC-USD", "--reason", "test")
         assert code == 0
         assert out.startswith("halted BTC-USD on shard-")

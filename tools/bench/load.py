@@ -155,13 +155,15 @@ async def run_client(
     *,
     prepared: Sequence[Prepared] | None = None,
     repeat: bool = False,
+    metadata: Sequence[tuple[str, str]] | None = None,
 ) -> LoadResult:
     """One Trade stream: ``messages`` messages of ``batch`` commands (bounded in time too).
 
     With ``prepared``, those messages are sent (``messages`` is ignored; with ``repeat``,
     ``messages`` of them round-robin, for servers that do not care about duplicates) and the
     answers are counted once the stream ends; without, each message is built when it is due
-    and counted when answered: pass ``result`` to watch it fill while the stream runs."""
+    and counted when answered: pass ``result`` to watch it fill while the stream runs.
+    ``metadata`` goes with the call (e.g. ``api.auth.bearer(token)``)."""
     result = LoadResult() if result is None else result
     sent: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
     answers: list[tuple[bytes, gateway_pb2.TradeResponse]] = []
@@ -196,7 +198,7 @@ async def run_client(
         if not rate_per_s:
             inflight.release()
 
-    await _stream(target, requests(), deadline_s + 30, answered, result)
+    await _stream(target, requests(), deadline_s + 30, answered, result, metadata)
     result.elapsed_s = time.perf_counter() - started
     for placements, reply in answers:
         _count(result, placements, reply.results)
@@ -209,6 +211,7 @@ async def _stream(
     timeout: float,
     on_reply: Callable[[gateway_pb2.TradeResponse], None],
     result: LoadResult,
+    metadata: Sequence[tuple[str, str]] | None = None,
 ) -> None:
     """One Trade call: requests go out as prepared bytes (no serializer), answers are
     parsed; a failed call is noted in ``result``."""
@@ -219,7 +222,7 @@ async def _stream(
             )
         )
         try:
-            async for reply in trade(requests, timeout=timeout):
+            async for reply in trade(requests, timeout=timeout, metadata=metadata):
                 on_reply(reply)
         except grpc.aio.AioRpcError as exc:
             result.rpc_failures.append(f"{exc.code().name}: {exc.details()}")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from api.auth import write_token_file
 from cluster.registry import DEFAULT_LEASE_TTL, DEFAULT_PREFIX
 from tools.cluster import seed
 from tools.cluster.errors import AlreadyRunning, LauncherError
@@ -48,6 +49,7 @@ T = TypeVar("T")
 DATABASE = "spotmatch"
 MARKER = ".spotmatch-run-dir"  # only a directory carrying it is ever wiped
 DATA_DIRS = ("etcd", "postgres", "redis", "logs")
+CLUSTER_TOKEN_FILE = "cluster.token"
 START_TIMEOUT = 120.0
 # `down` by recorded pid: (kinds, signal, grace). Routers first, then shards (they commit what
 # is in flight and revoke their leases, so they need Postgres and etcd), then the services.
@@ -81,6 +83,7 @@ class LocalCluster:
         self.lease_ttl = lease_ttl
         self._n_shards, self._n_routers = shards, routers
         self._shard_args, self._router_args = tuple(shard_args), tuple(router_args)
+        self.cluster_token_file = self.run_dir / CLUSTER_TOKEN_FILE
         self.etcd: EtcdServer | None = None
         self.postgres: PostgresServer | None = None
         self.redis: RedisCluster | None = None
@@ -135,6 +138,7 @@ class LocalCluster:
             router_addresses=self.router_addresses,
             shard_addresses=self.shard_addresses,
             processes=list(self._records),
+            cluster_token_file=str(self.cluster_token_file),
         )
 
     # -- start / stop -----------------------------------------------------------------------
@@ -144,6 +148,7 @@ class LocalCluster:
         started and raise LauncherError quoting the failing component's log."""
         refuse_if_running(self.run_dir)
         self._prepare_run_dir()
+        write_token_file(self.cluster_token_file)  # routers present it, shards require it
         deadline = time.monotonic() + timeout
         try:
             self._start_services(deadline)
@@ -225,7 +230,7 @@ class LocalCluster:
             args = ["--shard-id", f"shard-{i}", "--listen", address, "--pg-dsn", self.pg_dsn]
             args += ["--etcd", self.etcd_endpoint, "--etcd-prefix", self.etcd_prefix]
             args += ["--redis", ",".join(self.redis_nodes)]  # shards publish market data
-            args += ["--lease-ttl", str(self.lease_ttl), *self._shard_args]
+            args += ["--lease-ttl", str(self.lease_ttl), *self._auth_args, *self._shard_args]
             nodes.append(NodeProcess(f"shard-{i}", "shard", "shard", args, address, self._logs))
         return nodes
 
@@ -235,7 +240,7 @@ class LocalCluster:
             address = f"{HOST}:{free_port()}"
             args = ["--router-id", f"router-{i}", "--listen", address]
             args += ["--etcd", self.etcd_endpoint, "--etcd-prefix", self.etcd_prefix]
-            args += ["--redis", ",".join(self.redis_nodes), *self._router_args]
+            args += ["--redis", ",".join(self.redis_nodes), *self._auth_args, *self._router_args]
             nodes.append(NodeProcess(f"router-{i}", "router", "router", args, address, self._logs))
         return nodes
 
@@ -265,6 +270,10 @@ class LocalCluster:
 
     def _etcd(self) -> seed.EtcdTarget:
         return seed.EtcdTarget(self.etcd_endpoint, self.etcd_prefix)
+
+    @property
+    def _auth_args(self) -> list[str]:
+        return ["--cluster-token-file", str(self.cluster_token_file)]
 
     @property
     def _logs(self) -> Path:
