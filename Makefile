@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install system-deps run test check lint format typecheck contracts protos \
-        protos-check buf-lint bench-engine clean
+        protos-check buf-lint dockerfile-lint bench-engine clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,7 @@ run: install
 test: install check
 	$(PY) -m pytest
 
-check: lint typecheck contracts protos-check buf-lint
+check: lint typecheck contracts protos-check buf-lint dockerfile-lint
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -48,6 +48,9 @@ protos-check:
 
 buf-lint:
 	bash tools/buf_lint.sh
+
+dockerfile-lint:
+	$(VENV)/bin/hadolint Dockerfile
 
 bench-engine: install
 	$(VENV)/bin/spotmatch bench engine --json

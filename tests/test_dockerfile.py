@@ -1,0 +1,66 @@
+"""The Dockerfile, checked without a Docker engine (none runs on these machines, DESIGN
+section 13): what it copies exists and covers every installed package, and its entrypoint
+is the console script, which runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _instructions(name: str) -> list[str]:
+    joined = DOCKERFILE.replace("\\\n", " ")
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(name + " ")]
+
+
+def _copied() -> list[str]:
+    sources: list[str] = []
+    for args in _instructions("COPY"):
+        sources += shlex.split(args)[:-1]
+    return sources
+
+
+def test_every_copied_path_exists() -> None:
+    missing = [source for source in _copied() if not (ROOT / source).exists()]
+    assert missing == []
+
+
+def test_every_package_the_project_installs_is_copied() -> None:
+    packages = {
+        p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = {source.rstrip("/") for source in _copied()}
+    assert packages - copied == set()
+    assert {"pyproject.toml", "constraints.txt"} <= copied
+
+
+def test_the_base_image_is_a_python_the_project_supports() -> None:
+    (base,) = _instructions("FROM")
+    version = base.split(":")[1].split("-")[0]
+    wanted = PYPROJECT["project"]["requires-python"].removeprefix(">=")
+    assert tuple(map(int, version.split("."))) >= tuple(map(int, wanted.split(".")))
+
+
+def test_it_runs_as_a_numeric_non_root_user() -> None:
+    (user,) = _instructions("USER")
+    assert user.isdigit() and int(user) != 0
+
+
+def test_the_entrypoint_is_the_console_script_and_it_runs() -> None:
+    (entrypoint,) = _instructions("ENTRYPOINT")
+    (cmd,) = _instructions("CMD")
+    argv: list[str] = [*json.loads(entrypoint), *json.loads(cmd)]  # exec form: JSON arrays
+    program, *args = argv
+    assert program in PYPROJECT["project"]["scripts"]
+    script = Path(sys.executable).parent / program
+    done = subprocess.run([script, *args], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "shard" in done.stdout and "router" in done.stdout
