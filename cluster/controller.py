@@ -15,6 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
 from cluster.decisions import Decision, Policy, decide
 from cluster.errors import ClusterError
 from cluster.model import ClusterView
@@ -22,6 +24,14 @@ from cluster.registry import DEFAULT_LEASE_TTL, Registry
 from cluster.table import ClusterTable
 
 log = logging.getLogger(__name__)
+
+# Served by whichever process runs the controller (telemetry.metrics): moves, failovers,
+# placements, each one assignment change that won its compare-and-swap.
+DECISIONS = Counter(
+    "spotmatch_controller_decisions_total",
+    "Assignment changes the elected controller made, by reason (failover, rebalance, ...)",
+    ["reason"],
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class Controller:
             return False
         if stored is None:
             return False  # someone changed it first: the next view decides again
+        DECISIONS.labels(decision.reason).inc()
         log.info(
             "controller: %s symbol=%s -> %s %s epoch=%d",
             decision.reason,

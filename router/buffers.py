@@ -93,6 +93,10 @@ class SymbolBuffers:
     def count(self, symbol: str) -> int:
         return self._counts.get(symbol, 0)
 
+    def total(self) -> int:
+        """Commands buffered, all symbols."""
+        return sum(self._counts.values())
+
     def add(self, symbol: str, part: Part) -> None:
         count = self._counts.get(symbol, 0) + len(part.bodies)
         if count > self._max_commands:

@@ -64,6 +64,7 @@ class RouterConfig:
     # this router presents to shards.
     credentials: Credentials | None = field(default=None, repr=False)
     cluster_token: str = field(default="", repr=False)
+    metrics_listen: str = ""  # host:port of the Prometheus endpoint; "" = no metrics
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_commands <= MAX_COMMANDS_PER_MESSAGE:
@@ -126,6 +127,8 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      " `spotmatch auth --help`); without it every caller may trade every account"),
     ("--cluster-token-file", "SPOTMATCH_CLUSTER_TOKEN_FILE", "",
      "file holding the cluster token this router presents to shards (when they require one)"),
+    ("--metrics-listen", f"{ENV_PREFIX}METRICS_LISTEN", "",
+     "host:port to serve Prometheus metrics on, /metrics (default: none)"),
 )  # fmt: skip
 
 
@@ -170,6 +173,7 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             cluster_token=read_token_file(Path(args.cluster_token_file))
             if args.cluster_token_file
             else "",
+            metrics_listen=args.metrics_listen,
         )
     except (ConfigError, AuthConfigError) as exc:
         raise SystemExit(f"spotmatch router: {exc}") from None

@@ -46,6 +46,7 @@ from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
 from router.config import RouterConfig
 from router.links import LinkSet
 from router.market_data import MarketData, ReadFailed
+from router.metrics import RouterMetrics
 from router.routing import Dispatcher, Table
 from router.streams import TradeSession
 
@@ -65,7 +66,9 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         table: Table,
         config: RouterConfig,
         market_data: MarketData,
+        metrics: RouterMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._dispatcher = dispatcher
         self._market_data = market_data
         self._links = links
@@ -120,7 +123,7 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
     async def _one(
         self, command: orders_pb2.OrderCommand, context: Context
     ) -> orders_pb2.CommandResult:
-        (result,) = await self._execute(current(), [command], self._deadline(context))
+        (result,) = await self._execute(current(), [command], self._deadline(context), "unary")
         if result.WhichOneof("result") == "error":
             await context.abort_with_status(command_error_status(result.error))
         return result
@@ -131,14 +134,28 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, request: gateway_pb2.SubmitBatchRequest, context: Context
     ) -> gateway_pb2.SubmitBatchResponse:
         await _abort_if(validate_submit_batch_request(request), context)
-        results = await self._execute(current(), request.commands, self._deadline(context))
+        deadline = self._deadline(context)
+        results = await self._execute(current(), request.commands, deadline, "batch")
         return gateway_pb2.SubmitBatchResponse(results=results)
 
     async def _execute(
-        self, principal: Principal, commands: Sequence[orders_pb2.OrderCommand], deadline: int
+        self,
+        principal: Principal,
+        commands: Sequence[orders_pb2.OrderCommand],
+        deadline: int,
+        kind: str,
     ) -> list[orders_pb2.CommandResult]:
         """Dispatch the commands ``principal`` may send; the others get PERMISSION_DENIED
-        in their place (nothing is sent for them)."""
+        in their place (nothing is sent for them). ``kind`` labels the call's metrics."""
+        started = time.perf_counter()
+        results = await self._authorized(principal, commands, deadline)
+        if self._metrics is not None:
+            self._metrics.observe(kind, results, time.perf_counter() - started)
+        return results
+
+    async def _authorized(
+        self, principal: Principal, commands: Sequence[orders_pb2.OrderCommand], deadline: int
+    ) -> list[orders_pb2.CommandResult]:
         denied = set(denied_commands(principal, commands))
         if not denied:
             return await self._dispatcher.execute(commands, deadline)
@@ -191,7 +208,7 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         self, principal: Principal, request: gateway_pb2.TradeRequest, context: Context
     ) -> gateway_pb2.TradeResponse:
         deadline = self._deadline(context, stream=True)
-        results = await self._execute(principal, request.commands, deadline)
+        results = await self._execute(principal, request.commands, deadline, "trade")
         return gateway_pb2.TradeResponse(results=results)
 
     async def _cancel_accounts(self, accounts: list[str]) -> None:

@@ -29,8 +29,10 @@ from router.link import grpc_options
 from router.links import LinkSet
 from router.market_data import MarketData
 from router.md_wire import EncodedResponses
+from router.metrics import RouterMetrics
 from router.routing import Dispatcher
 from telemetry import server_interceptors, setup_tracing
+from telemetry.metrics import MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class RouterNode:
         self.server: grpc.aio.Server | None = None
         self.gateway: RouterGateway | None = None
         self.port = 0
+        self.metrics: RouterMetrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     async def start(self) -> None:
         await self.table.start(self.config.table_start_timeout)
@@ -64,8 +68,10 @@ class RouterNode:
             options=grpc_options(self.config),
             interceptors=[*guard, DecodeGuard(), EncodedResponses(), *server_interceptors()],
         )
+        if self.config.metrics_listen:
+            self.metrics = RouterMetrics(self.config.router_id, self.dispatcher, self.links)
         gateway = self.gateway = RouterGateway(
-            self.dispatcher, self.links, self.table, self.config, self.market_data
+            self.dispatcher, self.links, self.table, self.config, self.market_data, self.metrics
         )
         gateway_pb2_grpc.add_OrderGatewayServiceServicer_to_server(gateway, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -75,6 +81,8 @@ class RouterNode:
         self.port = server.add_insecure_port(self.config.listen)
         await server.start()
         self.server = server
+        if self.config.metrics_listen:
+            self.metrics_endpoint = MetricsEndpoint(self.config.metrics_listen)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("router %s serving on port %d (%d shards)", self.config.router_id, self.port,
@@ -96,6 +104,10 @@ class RouterNode:
         await self.market_data.close()
         await self.table.stop()
         await self.links.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 async def run(config: RouterConfig) -> None:

@@ -46,6 +46,7 @@ class ShardConfig:
     # OrderGatewayService. Neither: the shard serves anyone (logged at start).
     cluster_token: str = field(default="", repr=False)
     credentials: Credentials | None = field(default=None, repr=False)
+    metrics_listen: str = ""  # host:port of the Prometheus endpoint; "" = no metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +148,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " `spotmatch auth --help`); needs --cluster-token-file (env SPOTMATCH_SHARD_CREDENTIALS)",
     )
     parser.add_argument(
+        "--metrics-listen",
+        default=env.get(f"{ENV_PREFIX}METRICS_LISTEN", ""),
+        help="host:port to serve Prometheus metrics on, /metrics (env"
+        " SPOTMATCH_SHARD_METRICS_LISTEN; default: none)",
+    )
+    parser.add_argument(
         "--advertise-host",
         default=env.get(f"{ENV_PREFIX}ADVERTISE_HOST", ""),
         help="host routers use to reach this shard (default: the --listen host)",
@@ -184,4 +191,5 @@ def from_args(args: argparse.Namespace) -> ShardConfig:
         md_depth=md_depth,
         cluster_token=token,
         credentials=credentials,
+        metrics_listen=args.metrics_listen,
     )

@@ -66,6 +66,9 @@ class Ownership:
         self._hints = {s: owner for s, owner in hints.items() if s not in self._owned}
         self._known.update(hints)
 
+    def count(self, state: SymbolState) -> int:
+        return sum(1 for owned in self._owned.values() if owned.state is state)
+
     def hint(self, symbol: str) -> str:
         return self._hints.get(symbol, "")
 

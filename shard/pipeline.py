@@ -173,6 +173,11 @@ class Pipeline:
             log.warning("pipeline stop: cancels owed to gone clients not run on %s",
                         self.owed.symbols())  # fmt: skip
 
+    @property
+    def queued_commands(self) -> int:
+        """Commands waiting in the inbox to be matched."""
+        return self._inbox_commands
+
     # --- submission -------------------------------------------------------------------
 
     async def submit(

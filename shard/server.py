@@ -41,12 +41,14 @@ from shard.engine import MatchingEngine
 from shard.errors import Overloaded, ShardError
 from shard.gateway import GatewayServicer
 from shard.idempotency import IdempotencyIndex
+from shard.metrics import ShardMetrics
 from shard.ownership import Ownership, SymbolState
 from shard.pipeline import Pipeline
 from shard.publisher import MarketDataPublisher
 from shard.service import ExecuteServicer
 from shard.streams import Subscribers
 from telemetry import server_interceptors, setup_tracing
+from telemetry.metrics import MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +114,14 @@ class ShardNode:
         self.subscribers = Subscribers()
         writer = BatchWriter(self.pool, timeout=config.pg_timeout)
         admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
+        self.metrics = ShardMetrics(config.shard_id) if config.metrics_listen else None
+        start = writer.start if self.metrics is None else self.metrics.timed(writer.start)
         self.pipeline = Pipeline(
-            self.engine, self.ownership, admission, writer.start, self._reload, config.caps
+            self.engine, self.ownership, admission, start, self._reload, config.caps
         )
+        if self.metrics is not None:
+            self.metrics.watch(self.pipeline, self.ownership)
+        self.metrics_endpoint: MetricsEndpoint | None = None
         self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
         self.publisher: MarketDataPublisher | None = None
         if config.redis_nodes:
@@ -162,6 +169,8 @@ class ShardNode:
             self._background.append(asyncio.create_task(freezer))
         self.pipeline.start()
         await self._start_grpc()
+        if self.config.metrics_listen:
+            self.metrics_endpoint = MetricsEndpoint(self.config.metrics_listen)
         if self._registry is None and self.config.etcd_endpoints:
             etcd = EtcdRegistry(
                 self.config.etcd_endpoints,
@@ -243,6 +252,10 @@ class ShardNode:
         await self.pool.close()
         if self._registry is not None:
             await self._registry.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     async def _claim(self, wanted: dict[Key, str]) -> Claimed:
         with translated("client order id claim"):

@@ -58,6 +58,13 @@ def register(commands: Any) -> None:
         "rebalancing move symbols to it; failover does not wait "
         f"(default {Policy.join_hold:g})",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        default=os.environ.get("SPOTMATCH_CONTROLLER_METRICS_LISTEN", ""),
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (decisions by reason) on HOST:PORT/metrics"
+        " (env SPOTMATCH_CONTROLLER_METRICS_LISTEN; default: none)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(handler=_run)
 
@@ -75,7 +82,9 @@ async def _serve(args: argparse.Namespace) -> None:
     from cluster.decisions import Policy
     from cluster.etcd import EtcdRegistry
     from cluster.table import ClusterTable
+    from telemetry.metrics import MetricsEndpoint
 
+    endpoint = MetricsEndpoint(args.metrics_listen) if args.metrics_listen else None
     registry = EtcdRegistry(args.etcd.split(","), prefix=args.etcd_prefix)
     await registry.connect()
     table = ClusterTable(registry, name=args.id)
@@ -95,3 +104,5 @@ async def _serve(args: argparse.Namespace) -> None:
     await asyncio.gather(task, return_exceptions=True)
     await table.stop()
     await registry.close()
+    if endpoint is not None:
+        endpoint.close()

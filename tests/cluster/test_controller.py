@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+from prometheus_client import REGISTRY
+
 from cluster.controller import Controller, ControllerConfig
 from cluster.decisions import Policy
 from cluster.memory import MemoryRegistry, MemoryStore
@@ -36,6 +38,11 @@ async def controller(
         await registry.close()
 
 
+def _decisions(reason: str) -> float:
+    found = REGISTRY.get_sample_value("spotmatch_controller_decisions_total", {"reason": reason})
+    return found or 0.0
+
+
 async def until(
     registry: MemoryRegistry, check: Callable[[ClusterView], bool], timeout: float = 10.0
 ) -> ClusterView:
@@ -53,9 +60,11 @@ async def test_one_leader_places_symbols_then_a_successor_takes_over() -> None:
     admin = MemoryRegistry(store)
     await admin.register_shard(ShardRecord("a", "127.0.0.1:1"), 2)
     await admin.add_symbol("X")
+    placed = _decisions("new")
     async with controller(store, "c1") as c1, controller(store, "c2") as c2:
         view = await until(admin, lambda v: "X" in v.assignments)
         assert view.assignments["X"].shard_id == "a"
+        assert _decisions("new") == placed + 1  # the metric counts the one placement
         assert view.assignments["X"].state is AssignmentState.LOADING  # a shard activates it
         assert sorted([c1.is_leader, c2.is_leader]) == [False, True]
         leader, follower = (c1, c2) if c1.is_leader else (c2, c1)

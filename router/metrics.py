@@ -1,0 +1,72 @@
+"""A router's Prometheus metrics (DESIGN section 9; served by telemetry.metrics).
+
+Counted once per call (a stream: per message): its end-to-end latency, from its commands
+handed to the shard links to the last one answered, and its commands by result (``ok`` or
+the CommandError reason). Gauges (buffered commands, links up) are read when scraped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from matching.v1 import orders_pb2, types_pb2
+from router.links import LinkSet
+from router.routing import Dispatcher
+
+REQUEST_SECONDS = Histogram(
+    "spotmatch_router_request_seconds",
+    "From a call's (or stream message's) commands dispatched to all of them answered",
+    ["router", "kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+COMMANDS = Counter(
+    "spotmatch_router_commands_total",
+    "Commands answered, by result: ok, or the CommandError reason",
+    ["router", "result"],
+)
+BUFFERED = Gauge(
+    "spotmatch_router_buffered_commands",
+    "Commands waiting for a symbol without a reachable owner (moving, failing over)",
+    ["router"],
+)
+LINKS_READY = Gauge("spotmatch_router_links_ready", "Shard links with a stream open", ["router"])
+KINDS = ("unary", "batch", "trade")
+
+
+class RouterMetrics:
+    def __init__(self, router_id: str, dispatcher: Dispatcher, links: LinkSet) -> None:
+        self._router = router_id
+        self._latency = {kind: REQUEST_SECONDS.labels(router_id, kind) for kind in KINDS}
+        self._names: dict[int, str] = {}
+        BUFFERED.labels(router_id).set_function(dispatcher.buffers.total)
+        LINKS_READY.labels(router_id).set_function(lambda: sum(link.ready for link in links.all()))
+
+    def observe(
+        self, kind: str, results: Sequence[orders_pb2.CommandResult], seconds: float
+    ) -> None:
+        self._latency[kind].observe(seconds)
+        tally: Tally[str] = Tally()
+        for result in results:
+            if result.WhichOneof("result") == "error":
+                tally[self._name(result.error.reason)] += 1
+            else:
+                tally["ok"] += 1
+        for name, count in tally.items():
+            COMMANDS.labels(self._router, name).inc(count)
+
+    def _name(self, reason: int) -> str:
+        name = self._names.get(reason)
+        if name is None:
+            code = types_pb2.RejectCode.ValueType(reason)
+            name = types_pb2.RejectCode.Name(code).removeprefix("REJECT_CODE_").lower()
+            self._names[reason] = name
+        return name
+
+    def close(self) -> None:
+        for metric in (BUFFERED, LINKS_READY):
+            metric.remove(self._router)
+        for kind in KINDS:
+            REQUEST_SECONDS.remove(self._router, kind)

@@ -1,0 +1,134 @@
+"""A shard's Prometheus metrics (DESIGN section 9; served by telemetry.metrics).
+
+Counted once per committed batch, from what the batch answered: commands by outcome (an
+engine reject code, ``accepted``, ``replayed``, or the reason a command was refused
+unexecuted), batch sizes, and the time from a batch's transaction start to its COMMIT.
+Gauges (queued commands, symbols by state) are read when scraped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from matching.v1 import types_pb2
+from persistence.rows import BatchRows
+from shard.admission import Outcome
+from shard.engine import Command, RejectCode, Report
+from shard.errors import CommandFailure
+from shard.ownership import Ownership, SymbolState
+from shard.pipeline import Commit, Pipeline, StartCommit
+
+COMMANDS = Counter(
+    "spotmatch_shard_commands_total",
+    "Commands answered after their batch committed, by outcome",
+    ["shard", "outcome"],
+)
+BATCH_COMMANDS = Histogram(
+    "spotmatch_shard_batch_commands",
+    "Commands per committed batch",
+    ["shard"],
+    buckets=(1, 5, 20, 50, 100, 200, 500, 1000, 2000, 4096),
+)
+COMMIT_SECONDS = Histogram(
+    "spotmatch_shard_commit_seconds",
+    "From a batch's transaction start (right after matching) to its COMMIT returning",
+    ["shard"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+FAILED_COMMITS = Counter(
+    "spotmatch_shard_failed_commits_total",
+    "Batch transactions that failed (fenced, Postgres down, any error): nothing acknowledged",
+    ["shard"],
+)
+QUEUED = Gauge("spotmatch_shard_queued_commands", "Commands waiting to be matched", ["shard"])
+SYMBOLS = Gauge("spotmatch_shard_symbols", "Symbols held, by state", ["shard", "state"])
+
+_ACCEPTED = "accepted"
+
+
+def _outcome_names() -> dict[object, str]:
+    names: dict[object, str] = {
+        code: code.name.lower() for code in RejectCode if code is not RejectCode.NONE
+    }
+    names[RejectCode.NONE] = _ACCEPTED
+    return names
+
+
+class ShardMetrics:
+    def __init__(self, shard_id: str) -> None:
+        self._shard = shard_id
+        self._names = _outcome_names()
+        self._batch = BATCH_COMMANDS.labels(shard_id)
+        self._commit = COMMIT_SECONDS.labels(shard_id)
+        self._failed = FAILED_COMMITS.labels(shard_id)
+
+    def watch(self, pipeline: Pipeline, ownership: Ownership) -> None:
+        """Read the gauges from these when scraped; count each committed batch."""
+        QUEUED.labels(self._shard).set_function(lambda: pipeline.queued_commands)
+        for state in SymbolState:
+            SYMBOLS.labels(self._shard, state.value).set_function(
+                lambda state=state: ownership.count(state)  # type: ignore[misc]
+            )
+        pipeline.after_commit.append(self.on_commit)
+
+    def on_commit(self, committed: Iterator[tuple[Command, Outcome]]) -> None:
+        """The pipeline's after-commit hook: one tally per batch."""
+        tally: Tally[str] = Tally()
+        for _, outcome in committed:
+            tally[self._name(outcome)] += 1
+        for name, count in tally.items():
+            COMMANDS.labels(self._shard, name).inc(count)
+        total = tally.total()
+        if total:
+            self._batch.observe(total)
+
+    def _name(self, outcome: Outcome) -> str:
+        if type(outcome) is Report:
+            return self._names[outcome.reject_code]
+        if isinstance(outcome, CommandFailure):
+            name = self._names.get(outcome.reason)
+            if name is None:
+                code = types_pb2.RejectCode.ValueType(outcome.reason)
+                name = types_pb2.RejectCode.Name(code).removeprefix("REJECT_CODE_")
+                name = self._names[outcome.reason] = name.lower()
+            return name
+        return "replayed"
+
+    def timed(self, start: StartCommit) -> StartCommit:
+        """``start`` whose commits are timed, and whose failures counted."""
+
+        def started(rows: BatchRows) -> Commit:
+            return _TimedCommit(start(rows), self._commit.observe, self._failed.inc)
+
+        return started
+
+    def close(self) -> None:
+        for metric in (BATCH_COMMANDS, COMMIT_SECONDS, FAILED_COMMITS, QUEUED):
+            metric.remove(self._shard)
+        for state in SymbolState:
+            SYMBOLS.remove(self._shard, state.value)
+
+
+class _TimedCommit:
+    def __init__(
+        self, inner: Commit, committed: Callable[[float], None], failed: Callable[[], None]
+    ) -> None:
+        self._inner = inner
+        self._committed = committed
+        self._failed = failed
+        self._started = time.perf_counter()
+
+    async def commit(self) -> None:
+        try:
+            await self._inner.commit()
+        except BaseException:
+            self._failed()
+            raise
+        self._committed(time.perf_counter() - self._started)
+
+    async def abort(self) -> None:
+        await self._inner.abort()

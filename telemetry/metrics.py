@@ -1,0 +1,32 @@
+"""Prometheus metrics (DESIGN section 9): the scrape endpoint every process can serve.
+
+Each part defines the metrics it owns (shard/metrics.py, router/metrics.py, the controller's
+decisions); they all live in prometheus_client's process-wide registry, labelled with the
+node's id, so several nodes in one process (tests) keep apart. Counting happens per batch
+or per call, never per order on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+
+log = logging.getLogger(__name__)
+
+
+class MetricsEndpoint:
+    """``/metrics`` over HTTP on ``listen`` (host:port; port 0 picks a free one), served
+    by a daemon thread until ``close``."""
+
+    def __init__(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+        self._server: WSGIServer = server
+        self.port: int = server.server_port
+        log.info("metrics on http://%s:%d/metrics", host or "127.0.0.1", self.port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,74 @@
+"""A router's Prometheus endpoint (router/metrics.py), scraped over HTTP after unary calls, a
+batch and a Trade stream through it to a real shard."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from matching.v1 import gateway_pb2
+from tests.router.support import (
+    BTC,
+    BUY,
+    SELL,
+    Cluster,
+    T,
+    batch,
+    cluster,
+    cmd,
+    limit,
+    running_router,
+    submit_order,
+    trade,
+)
+from tests.scrape import scrape
+from tools.services.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def one_shard(pg_dsn: str) -> Any:
+    async with cluster(pg_dsn) as state:
+        await state.start_shard("shard-a", (BTC,))
+        yield state
+
+
+async def test_calls_by_kind_and_commands_by_result(one_shard: Cluster) -> None:
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    async with running_router(one_shard, router_id="metrics-r", metrics_listen=listen) as (
+        _,
+        stub,
+    ):
+        for n in range(3):
+            report = await submit_order(stub, limit(BTC, "mm", SELL, 1, 100 + n, f"u{n}"))
+            assert report.status == T.ORDER_STATUS_NEW
+        results = await batch(
+            stub,
+            [
+                cmd(1, place_order=limit(BTC, "mm", BUY, 1, 90, "b1")),
+                cmd(2, place_order=limit("NOPE-USDT", "mm", BUY, 1, 90, "b2")),
+            ],
+        )
+        assert results[1].error.reason == T.REJECT_CODE_UNKNOWN_SYMBOL
+        stream = trade(stub)
+        for n in range(2):
+            place = cmd(10 + n, place_order=limit(BTC, "mm", BUY, 1, 80, f"t{n}"))
+            await stream.write(gateway_pb2.TradeRequest(commands=[place]))
+            assert (await stream.read()).results[0].report.status == T.ORDER_STATUS_NEW
+        await stream.done_writing()
+        seen = await asyncio.to_thread(scrape, port)
+    router = ("router", "metrics-r")
+
+    def calls(kind: str) -> float:
+        return seen[("spotmatch_router_request_seconds_count", (("kind", kind), router))]
+
+    assert (calls("unary"), calls("batch"), calls("trade")) == (3, 1, 2)
+    ok = seen[("spotmatch_router_commands_total", (("result", "ok"), router))]
+    unknown = seen[("spotmatch_router_commands_total", (("result", "unknown_symbol"), router))]
+    assert (ok, unknown) == (6, 1)
+    assert seen[("spotmatch_router_links_ready", (router,))] == 1
+    assert seen[("spotmatch_router_buffered_commands", (router,))] == 0
