@@ -198,7 +198,10 @@ def command_account(command: PbCommand) -> str | None:
     return account
 
 
-def permission_denied(symbol: str) -> orders_pb2.CommandError:
+def permission_denied(command: PbCommand) -> orders_pb2.CommandError:
+    """The CommandError of a command refused for its account (naming its symbol)."""
+    kind = command.WhichOneof("command")
+    symbol = str(getattr(getattr(command, kind), "symbol", "")) if kind else ""
     return command_error(types_pb2.REJECT_CODE_PERMISSION_DENIED, DENIED_MESSAGE, symbol=symbol)
 
 

@@ -317,10 +317,8 @@ def _forwarded(err: grpc.aio.AioRpcError) -> Metadata:
 
 
 def _denied(command: orders_pb2.OrderCommand) -> orders_pb2.CommandResult:
-    kind = command.WhichOneof("command")
-    symbol = str(getattr(getattr(command, kind), "symbol", "")) if kind else ""
     return orders_pb2.CommandResult(
-        correlation_id=command.correlation_id, error=permission_denied(symbol)
+        correlation_id=command.correlation_id, error=permission_denied(command)
     )
 
 

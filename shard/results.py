@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from api.auth import UNRESTRICTED, Principal, command_account, permission_denied
+from api.auth import UNRESTRICTED, Principal, denied_commands, permission_denied
 from api.status import command_error, malformed_command_error
 from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
@@ -69,10 +69,10 @@ def _plan(
     """Refuse or convert each command, appending the domain commands to ``domain`` and each
     one's deadline (ns since the epoch, 0 = none) to ``deadlines``."""
     plan: list[_Planned] = []
-    allowed = principal.accounts  # None: every account, and no check per command
+    denied = set(denied_commands(principal, commands))
     for i, pb in enumerate(commands):
-        if allowed is not None and _foreign(pb, allowed):
-            plan.append(permission_denied(_symbol_of(pb)))
+        if denied and i in denied:
+            plan.append(permission_denied(pb))
             continue
         if validate_command(pb):  # paths with the command's index only for a bad command
             violations = validate_command(pb, f"commands[{i}].")
@@ -135,11 +135,6 @@ def _answer_mass(
 def failure_to_pb(failure: CommandFailure, symbol: str) -> orders_pb2.CommandError:
     hint = types_pb2.OwnerHint(shard_id=failure.owner_hint) if failure.owner_hint else None
     return command_error(failure.reason, failure.message, owner_hint=hint, symbol=symbol)  # type: ignore[arg-type]
-
-
-def _foreign(pb: PbCommand, allowed: frozenset[str]) -> bool:
-    account = command_account(pb)
-    return account is not None and account not in allowed
 
 
 def _symbol_of(pb: PbCommand) -> str:
