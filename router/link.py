@@ -265,12 +265,13 @@ class ShardLink:
 
     async def _serve_once(self) -> None:
         timeout = self._config.link_connect_timeout
-        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._channel.channel_ready()
         call = self._execute()
         try:
             state = self._hooks.subscriptions()
             first = control_request(router_id=self._config.router_id, subscribe=state)
-            await asyncio.wait_for(call.write(first), timeout)
+            await _write(call, first, timeout)
             await self._serve(call, state)
         finally:
             self.ready = False
@@ -305,7 +306,7 @@ class ShardLink:
             if self._control:
                 messages, self._control = self._control, []
                 for message in messages:
-                    await asyncio.wait_for(call.write(message), timeout)
+                    await _write(call, message, timeout)
             elif self._detaching:
                 await self._detach(call, timeout)
             elif not self._queue or slots.locked():  # at most link_inflight_batches unanswered
@@ -317,7 +318,7 @@ class ShardLink:
                 if request is None:
                     slots.release()
                 else:
-                    await asyncio.wait_for(call.write(request), timeout)
+                    await _write(call, request, timeout)
 
     async def _detach(self, call: _Call, timeout: float) -> None:
         """Unsubscribe the clients still here, half-close, and wait: the receiver ends the
@@ -325,8 +326,9 @@ class ShardLink:
         self._detach_written = True
         unsubscribe = self._hooks.detach()
         if unsubscribe is not None:
-            await asyncio.wait_for(call.write(unsubscribe), timeout)
-        await asyncio.wait_for(call.done_writing(), timeout)
+            await _write(call, unsubscribe, timeout)
+        async with asyncio.timeout(timeout):
+            await call.done_writing()
         await asyncio.get_running_loop().create_future()  # never done: cancelled with _serve
 
     def _take(self) -> bytes | None:
@@ -419,6 +421,15 @@ class ShardLink:
 
 
 _Call = grpc.aio.StreamStreamCall[bytes, shard_pb2.ExecuteResponse]
+
+
+async def _write(call: _Call, message: bytes, timeout: float) -> None:
+    """One write, bounded by ``timeout``. asyncio.timeout, not asyncio.wait_for: on Python
+    3.11 wait_for returns the write's result when its task is cancelled just as the write
+    completes, and the send loop then went on waiting for work instead of stopping (a link
+    close, and so a router stop, hung; test_link_units has the interleaving)."""
+    async with asyncio.timeout(timeout):
+        await call.write(message)
 
 
 def _describe(exc: BaseException | None) -> str:

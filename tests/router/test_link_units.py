@@ -280,6 +280,47 @@ async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -
     assert _state(call.written[1]) == ([("mm", True)], [])
 
 
+class _GatedSecondWrite(_SlowFirstWrite):
+    """Like _SlowFirstWrite, and its second write waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.second_write_started = asyncio.Event()
+
+    async def write(self, message: bytes) -> None:
+        if len(self.written) == 1:
+            self.second_write_started.set()
+            await self.gate
+        await super().write(message)
+
+
+async def test_a_link_cancelled_as_a_write_completes_still_stops() -> None:
+    """Python 3.11's asyncio.wait_for returns the result when its task is cancelled just as
+    the awaited write completes, so a send loop written with it swallowed the cancel and
+    waited for work forever, and the link's close (a router's stop) hung (seen: ~1 stop in
+    10 in tests/router/test_auth.py). The write and the cancel land in one step here."""
+    subscriptions = Subscriptions(lambda _: None)
+    link = ShardLink("shard-x", "127.0.0.1:1", router_config(), _hooks(subscriptions.current))
+    call = _GatedSecondWrite()
+
+    async def channel_ready() -> None:
+        return None
+
+    link._channel.channel_ready = channel_ready  # type: ignore[method-assign]
+    link._execute = lambda: call  # type: ignore[assignment, return-value, method-assign]
+    serving = asyncio.create_task(link._serve_once())
+    await call.first_write_started.wait()
+    subscriptions.add(_Stream(), ["mm"], cancel_on_disconnect=True)  # a catch-up to send
+    call.release.set()
+    await asyncio.wait_for(call.second_write_started.wait(), 5)
+    call.gate.set_result(None)
+    serving.cancel()
+    done, _ = await asyncio.wait({serving}, timeout=5)
+    assert done == {serving}
+    await link.close()
+
+
 # --- a retry during a move keeps its place --------------------------------------------------
 
 
