@@ -253,18 +253,23 @@ class _SlowFirstWrite:
         return None
 
 
-async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -> None:
-    sent: list[bytes] = []
-    subscriptions = Subscriptions(sent.append)
-    hooks = _hooks(subscriptions.current)
-    link = ShardLink("shard-x", "127.0.0.1:1", router_config(), hooks)
-    call = _SlowFirstWrite()
+def _link_on(call: _SlowFirstWrite, subscriptions: Subscriptions) -> ShardLink:
+    """A link whose channel is ready at once and whose Execute call is ``call``."""
+    link = ShardLink("shard-x", "127.0.0.1:1", router_config(), _hooks(subscriptions.current))
 
     async def channel_ready() -> None:
         return None
 
     link._channel.channel_ready = channel_ready  # type: ignore[method-assign]
     link._execute = lambda: call  # type: ignore[assignment, return-value, method-assign]
+    return link
+
+
+async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -> None:
+    sent: list[bytes] = []
+    subscriptions = Subscriptions(sent.append)
+    call = _SlowFirstWrite()
+    link = _link_on(call, subscriptions)
     serving = asyncio.create_task(link._serve_once())
     await call.first_write_started.wait()
     subscriptions.add(_Stream(), ["mm"], cancel_on_disconnect=True)  # link not ready: dropped
@@ -301,14 +306,8 @@ async def test_a_link_cancelled_as_a_write_completes_still_stops() -> None:
     waited for work forever, and the link's close (a router's stop) hung (seen: ~1 stop in
     10 in tests/router/test_auth.py). The write and the cancel land in one step here."""
     subscriptions = Subscriptions(lambda _: None)
-    link = ShardLink("shard-x", "127.0.0.1:1", router_config(), _hooks(subscriptions.current))
     call = _GatedSecondWrite()
-
-    async def channel_ready() -> None:
-        return None
-
-    link._channel.channel_ready = channel_ready  # type: ignore[method-assign]
-    link._execute = lambda: call  # type: ignore[assignment, return-value, method-assign]
+    link = _link_on(call, subscriptions)
     serving = asyncio.create_task(link._serve_once())
     await call.first_write_started.wait()
     subscriptions.add(_Stream(), ["mm"], cancel_on_disconnect=True)  # a catch-up to send
