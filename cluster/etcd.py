@@ -109,9 +109,8 @@ class EtcdRegistry:
     async def watch(self, from_revision: int) -> AsyncIterator[list[Change]]:
         try:
             client = await self._connected()
-            stream = await asyncio.wait_for(
-                client.watch_prefix(self._prefix, start_revision=from_revision), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                stream = await client.watch_prefix(self._prefix, start_revision=from_revision)
         except aetcd.exceptions.RevisionCompactedError as exc:
             raise WatchLost(f"revision {from_revision} compacted: {exc}") from exc
         except (ClusterError, *_FAILURES) as exc:
@@ -128,7 +127,8 @@ class EtcdRegistry:
         finally:
             pump.cancel()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(stream.cancel(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await stream.cancel()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -292,7 +292,8 @@ class EtcdRegistry:
         become RegistryUnavailable."""
         client = await self._connected()
         try:
-            return await asyncio.wait_for(op(client), timeout or self._timeout)
+            async with asyncio.timeout(timeout or self._timeout):
+                return await op(client)
         except _FAILURES as exc:
             if isinstance(exc, _CONNECTION_FAILURES):
                 self._failed(client)
@@ -317,7 +318,8 @@ class EtcdRegistry:
                 host=host, port=port, timeout=self._timeout, options=CHANNEL_OPTIONS
             )
             try:
-                await asyncio.wait_for(client.get(self._key(codec.CONTROLLER_KEY)), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await client.get(self._key(codec.CONTROLLER_KEY))
             except _FAILURES as exc:
                 errors.append(f"{host}:{port}: {exc!r}")
                 await _close_quietly(client)
@@ -370,7 +372,8 @@ async def _pump(stream: Any, events: asyncio.Queue[object]) -> None:
 
 async def _close_quietly(client: aetcd.Client) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await client.close()
 
 
 def _host_port(endpoint: str) -> tuple[str, int]:

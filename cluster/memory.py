@@ -166,7 +166,8 @@ class MemoryStore:
     async def wait_change(self, timeout: float) -> None:
         """Return after the next write, or after ``timeout``."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._pulse.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._pulse.wait()
 
     def _arm(self, lease_id: int) -> None:
         lease = self._leases[lease_id]

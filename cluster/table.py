@@ -67,7 +67,8 @@ class ClusterTable:
         while True:
             remaining = deadline - loop.time()
             try:
-                view = await asyncio.wait_for(self._registry.snapshot(), max(remaining, 0.01))
+                async with asyncio.timeout(max(remaining, 0.01)):
+                    view = await self._registry.snapshot()
                 break
             except (ClusterError, TimeoutError) as exc:
                 remaining = deadline - loop.time()
@@ -103,7 +104,8 @@ class ClusterTable:
             if remaining <= 0:
                 raise TimeoutError(f"{self._name}: cluster view condition not met in {timeout}s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._updated.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._updated.wait()
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -232,7 +232,8 @@ class ShardLink:
                 self._fail_unsent()
                 self._wake.set()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._task), _DETACH_GRACE)
+                    async with asyncio.timeout(_DETACH_GRACE):
+                        await asyncio.shield(self._task)
         finally:  # even if this close is itself cancelled
             if self._task is not None:
                 self._task.cancel()

@@ -66,7 +66,8 @@ class MarketDataCache:
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(call, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await call
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             raise CacheUnavailable(f"redis {what}: {type(exc).__name__}") from exc
 
@@ -103,7 +104,8 @@ class MarketDataCache:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.aclose(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._client.aclose()
 
 
 class Subscription:
@@ -116,7 +118,8 @@ class Subscription:
 
     async def _bounded(self, what: str, call: Awaitable[T], timeout: float) -> T:
         try:
-            return await asyncio.wait_for(call, timeout)
+            async with asyncio.timeout(timeout):
+                return await call
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             raise CacheUnavailable(f"redis {what} {self.channel}: {type(exc).__name__}") from exc
 
@@ -154,7 +157,8 @@ class Subscription:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._pubsub.aclose(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._pubsub.aclose()
 
 
 def _kind(message: dict[str, Any]) -> str:

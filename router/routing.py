@@ -293,7 +293,8 @@ class Dispatcher:
     async def _before_retry(self, request: _Request, retry: list[tuple[int, str, int]]) -> None:
         if any(reason == _RC.REJECT_CODE_NOT_OWNER for _, _, reason in retry):
             with contextlib.suppress(Exception):  # etcd down: route by the last view
-                await asyncio.wait_for(self._table.refresh(), self._config.table_refresh_timeout)
+                async with asyncio.timeout(self._config.table_refresh_timeout):
+                    await self._table.refresh()
         remaining = (request.deadline - time.time_ns()) / 1e9
         budget = max(0.0, min(request.max_wait, remaining))
         waits = {request.symbols[i]: (shard, reason) for i, shard, reason in retry}

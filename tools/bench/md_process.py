@@ -50,7 +50,8 @@ class SubscriberProcess:
     async def next_line(self, timeout: float) -> bytes:
         assert self._proc.stdout is not None
         try:
-            line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await self._proc.stdout.readline()
         except TimeoutError:
             line = b""
         if not line:
@@ -66,7 +67,8 @@ class SubscriberProcess:
         if self._proc.stdin is not None:
             self._proc.stdin.close()  # end of input: the child unsubscribes and exits
         try:
-            await asyncio.wait_for(self._proc.wait(), 10.0)
+            async with asyncio.timeout(10.0):
+                await self._proc.wait()
         except TimeoutError:
             self._proc.kill()
             await self._proc.wait()

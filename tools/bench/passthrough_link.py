@@ -95,7 +95,8 @@ class UpstreamLink:
 
     async def start(self) -> None:
         self._channel = grpc.aio.insecure_channel(self.target, options=grpc_options())
-        await asyncio.wait_for(self._channel.channel_ready(), UPSTREAM_CONNECT_TIMEOUT)
+        async with asyncio.timeout(UPSTREAM_CONNECT_TIMEOUT):
+            await self._channel.channel_ready()
         execute = self._channel.stream_stream(
             _EXECUTE,
             request_serializer=bytes,  # frames are built as bytes (module doc)
