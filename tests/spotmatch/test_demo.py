@@ -30,6 +30,9 @@ def test_the_demo_trades_moves_a_symbol_and_checks_everything(tmp_path: Path) ->
     assert "book equals the owner's committed book" in out and ", 0 gaps)" in out, out
     assert "book via router-2: bid" in out, out  # the live market data line
     assert "SYMBOL   SHARD" in out  # the status table
+    # Authentication (decision 0018): both refusals are shown, as the router gave them.
+    assert "without a token -> UNAUTHENTICATED" in out, out
+    assert "account 'someone-else' -> PERMISSION_DENIED" in out, out
     assert _processes_using(tmp_path) == [], "the demo left processes behind"
 
 
