@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test check lint format typecheck contracts protos \
+.PHONY: install system-deps compile pure run test check lint format typecheck contracts protos \
         protos-check buf-lint dockerfile-lint bench-engine clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -18,10 +18,18 @@ install: system-deps $(STAMP)
 system-deps:
 	@bash tools/install_system_deps.sh
 
-run: install
+# The hot path compiled with mypyc (tools/hot_path.py, decision 0021); a no-op when the
+# extensions match their sources. `make pure` removes them.
+compile: install
+	$(PY) -m tools.hot_path
+
+pure:
+	$(PY) -m tools.hot_path --clean
+
+run: install compile
 	$(VENV)/bin/spotmatch demo
 
-test: install check
+test: install check compile
 	$(PY) -m pytest
 
 check: lint typecheck contracts protos-check buf-lint dockerfile-lint
@@ -52,8 +60,9 @@ buf-lint:
 dockerfile-lint:
 	$(VENV)/bin/hadolint Dockerfile
 
-bench-engine: install
+bench-engine: install compile
 	$(VENV)/bin/spotmatch bench engine --json
 
 clean:
+	-$(PY) -m tools.hot_path --clean
 	rm -rf $(VENV) .tools build *.egg-info bench-results .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,9 @@ import argparse
 import sys
 
 from spotmatch import shard_cli
+from tools.hot_path import refuse_stale_build
+
+refuse_stale_build()
 
 parser = argparse.ArgumentParser(prog="spotmatch")
 shard_cli.register(parser.add_subparsers(dest="command", required=True))

@@ -39,7 +39,6 @@ from shard.engine import (
     PlaceOrder,
     Report,
     SetSymbolStatus,
-    Side,
 )
 
 # Builds the NamedTuples without their Python-level __new__ (one frame less per command),
@@ -68,7 +67,7 @@ class MassCancelAllSymbols(NamedTuple):
     ``mass_cancel_symbols``; it is never given to the engine (which has no such command)."""
 
     account: str
-    side: Side | None
+    side: int | None
 
 
 class MakerDetail(NamedTuple):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spotmatch import auth_cli, bench_cli, controller_cli, ctl_cli, router_cli, shard_cli, up_cli
+from tools.hot_path import refuse_stale_build
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    refuse_stale_build()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

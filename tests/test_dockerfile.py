@@ -24,7 +24,8 @@ def _instructions(name: str) -> list[str]:
 def _copied() -> list[str]:
     sources: list[str] = []
     for args in _instructions("COPY"):
-        sources += shlex.split(args)[:-1]
+        if not args.startswith("--from="):
+            sources += shlex.split(args)[:-1]
     return sources
 
 
@@ -42,11 +43,21 @@ def test_every_package_the_project_installs_is_copied() -> None:
     assert {"pyproject.toml", "constraints.txt"} <= copied
 
 
-def test_the_base_image_is_a_python_the_project_supports() -> None:
-    (base,) = _instructions("FROM")
-    version = base.split(":")[1].split("-")[0]
+def test_both_stages_are_the_same_python_and_one_the_project_supports() -> None:
+    """The image copies the build stage's virtualenv, whose interpreter must be the same."""
+    build, image = (args.split()[0] for args in _instructions("FROM"))
+    versions = {base.split(":")[1].split("-")[0] for base in (build, image)}
+    (version,) = versions
     wanted = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert tuple(map(int, version.split("."))) >= tuple(map(int, wanted.split(".")))
+    assert build.split("-")[1:] == image.split("-")[2:]  # the same Debian release
+
+
+def test_the_build_stage_compiles_the_hot_path_and_checks_the_installed_copy() -> None:
+    (run, _) = _instructions("RUN")
+    assert "-m tools.hot_path &&" in " ".join(run.split())  # compiled in the source tree
+    assert run.rstrip().endswith("python -P -m tools.hot_path --check")  # not the cwd's copy
+    assert "COPY --from=build /opt/venv /opt/venv" in DOCKERFILE
 
 
 def test_it_runs_as_a_numeric_non_root_user() -> None:

@@ -14,8 +14,10 @@ import asyncio
 from shard.engine import (
     Command,
     MatchingEngine,
+    OrderStatus,
     OrderType,
     PlaceOrder,
+    RejectCode,
     Report,
     Side,
     StpMode,
@@ -48,9 +50,9 @@ SCRIPT: list[tuple[str, Command]] = [
 
 
 def _describe(report: Report) -> str:
-    reason = "" if not report.reject_code else f" ({report.reject_code.name})"
+    reason = "" if not report.reject_code else f" ({RejectCode(report.reject_code).name})"
     text = (
-        f"  seq {report.seq:>2}  {report.status.name}{reason}  "
+        f"  seq {report.seq:>2}  {OrderStatus(report.status).name}{reason}  "
         f"filled {report.cum_qty}, leaves {report.leaves_qty}"
     )
     for fill in report.fills:

@@ -37,8 +37,6 @@ _SIDES = frozenset(Side)
 _TYPES = frozenset(OrderType)
 _TIFS = frozenset(TimeInForce)
 _STPS = frozenset(StpMode)
-_SIDE_OF = {int(m): m for m in Side}
-_STP_OF = {int(m): m for m in StpMode}
 _NO_LIMIT = -(1 << 64)  # a key below every real key: MARKET orders take any price
 _NEW = OrderStatus.NEW
 _PARTIAL = OrderStatus.PARTIALLY_FILLED
@@ -98,8 +96,8 @@ class OrderBook:
         """Rebuild resting orders (recovery); priority order decides FIFO inside levels."""
         for o in sorted(open_orders, key=lambda o: o.priority):
             order = RestingOrder(
-                o.order_id, o.account, o.client_order_id, Side(o.side), o.price,
-                o.cum_qty, o.leaves_qty, o.priority, StpMode(o.stp), o.post_only,
+                o.order_id, o.account, o.client_order_id, o.side, o.price,
+                o.cum_qty, o.leaves_qty, o.priority, o.stp, o.post_only,
             )  # fmt: skip
             self._side(order.side).enqueue(order)
             self._remember(order)
@@ -152,9 +150,8 @@ class OrderBook:
         if not remaining:
             status, priority = _FILLED, 0
         elif is_limit and tif == 1:
-            # Commands from the wire carry plain ints (validated above); store members.
-            order = RestingOrder(order_id, account, cloid, _SIDE_OF[side], price, cum, remaining,
-                                 seq, _STP_OF[stp], post_only)  # fmt: skip
+            order = RestingOrder(order_id, account, cloid, side, price, cum, remaining, seq, stp,
+                                 post_only)  # fmt: skip
             if level is None:
                 own.enqueue(order)
             else:  # inlined PriceLevel append: the common case of a resting order
@@ -317,7 +314,7 @@ class OrderBook:
         keys = (self.asks if is_buy else self.bids).keys
         return bool(keys) and keys[-1] >= (-price if is_buy else price)
 
-    def _fillable(self, account: str, stp: StpMode, is_buy: bool, min_key: int, need: int) -> bool:
+    def _fillable(self, account: str, stp: int, is_buy: bool, min_key: int, need: int) -> bool:
         """FOK pre-check: would matching fill ``need`` before STP or the limit stops it?"""
         opposite = self.asks if is_buy else self.bids
         watch_stp = stp != _STP_NONE and account in self._by_account
@@ -344,14 +341,14 @@ class OrderBook:
     # --- matching and indexes ---------------------------------------------------------
 
     def _take(
-        self, taker_id: int, account: str, stp: StpMode, is_buy: bool, min_key: int, qty: int
+        self, taker_id: int, account: str, stp: int, is_buy: bool, min_key: int, qty: int
     ) -> TakeResult:
         opposite = self.asks if is_buy else self.bids
         watch_stp = stp != _STP_NONE and account in self._by_account
         return take(opposite, TakeResult(qty), taker_id, account, stp if watch_stp else None,
                     min_key, self._forget)  # fmt: skip
 
-    def _side(self, side: Side) -> BookSide:
+    def _side(self, side: int) -> BookSide:
         return self.bids if side == _BUY else self.asks
 
     def _find(

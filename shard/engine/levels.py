@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 
-from .types import Level, OpenOrder, Side, StpMode
+from .types import Level, OpenOrder, Side
 
 _COMPACT_MIN_DEAD = 16
 
@@ -42,12 +42,12 @@ class RestingOrder:
         order_id: int,
         account: str,
         client_order_id: str,
-        side: Side,
+        side: int,
         price: int,
         cum: int,
         leaves: int,
         priority: int,
-        stp: StpMode,
+        stp: int,
         post_only: bool,
     ) -> None:
         self.order_id = order_id

@@ -29,7 +29,7 @@ def take(
     result: TakeResult,
     taker_id: int,
     account: str,
-    stp: StpMode | None,
+    stp: int | None,
     min_key: int,
     forget: Callable[[RestingOrder], None],
 ) -> TakeResult:

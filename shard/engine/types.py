@@ -2,7 +2,9 @@
 
 Everything here is pure data. Enum values deliberately equal the numbers of the
 matching.v1 protobuf enums (whose zero is *_UNSPECIFIED), so the service edge converts
-with a plain int cast.
+with a plain int cast. Fields that carry such a number are typed ``int``, not the enum:
+they hold the number the wire sent (validation rejects one that names no member), and the
+compiled hot path (decision 0021) checks declared types when it runs, as Python does not.
 
 Semantics (DESIGN section 3), fixed here because the engine, the reference matcher and
 the persistence layer must agree on them exactly:
@@ -106,7 +108,7 @@ class SymbolSpec(NamedTuple):
     lot_size: int = 1
     min_quantity: int = 1
     max_quantity: int = INT64_MAX
-    status: SymbolStatus = SymbolStatus.TRADING
+    status: int = SymbolStatus.TRADING
 
 
 # --- commands (imperative) -------------------------------------------------------------
@@ -115,13 +117,13 @@ class SymbolSpec(NamedTuple):
 class PlaceOrder(NamedTuple):
     symbol: str
     account: str
-    side: Side
+    side: int
     quantity: int
     price: int = 0  # must be 0 for MARKET
-    order_type: OrderType = OrderType.LIMIT
-    time_in_force: TimeInForce = TimeInForce.GTC
+    order_type: int = OrderType.LIMIT
+    time_in_force: int = TimeInForce.GTC
     post_only: bool = False  # LIMIT + GTC only; rejected (never repriced) if it would take
-    stp: StpMode = StpMode.NONE
+    stp: int = StpMode.NONE
     client_order_id: str = ""  # unique per account among open orders; "" = none
 
 
@@ -150,14 +152,14 @@ class MassCancel(NamedTuple):
 
     symbol: str
     account: str
-    side: Side | None = None
+    side: int | None = None
 
 
 class SetSymbolStatus(NamedTuple):
     """Halt or resume trading; sequenced like any command so replay is deterministic."""
 
     symbol: str
-    status: SymbolStatus
+    status: int
 
 
 Command = PlaceOrder | CancelOrder | AmendOrder | MassCancel | SetSymbolStatus
@@ -197,8 +199,8 @@ class Report(NamedTuple):
     order_id: int
     client_order_id: str
     account: str
-    status: OrderStatus
-    reject_code: RejectCode
+    status: int
+    reject_code: int
     price: int
     cum_qty: int
     leaves_qty: int
@@ -220,11 +222,11 @@ class OpenOrder(NamedTuple):
     order_id: int
     account: str
     client_order_id: str
-    side: Side
+    side: int
     price: int
     quantity: int
     cum_qty: int
     leaves_qty: int
     priority: int
-    stp: StpMode
+    stp: int
     post_only: bool

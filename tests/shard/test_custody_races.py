@@ -26,7 +26,12 @@ from tests.shard.test_pipeline import SYMBOL, ScriptedWriter, order, until
 class Shard:
     """A pipeline over one symbol at epoch 1; reloads wait for ``reloads_may_finish``."""
 
-    def __init__(self, caps: BatchCaps | None = None, failing_lookups: int = 0) -> None:
+    def __init__(
+        self,
+        caps: BatchCaps | None = None,
+        failing_lookups: int = 0,
+        admission: type[Admission] = Admission,
+    ) -> None:
         self.engine, self.ownership = MatchingEngine(), Ownership()
         self.engine.add_symbol(SymbolSpec(SYMBOL, 1))
         self.ownership.serve(SYMBOL, 1)
@@ -36,7 +41,7 @@ class Shard:
         self.reloaded: list[int] = []
         self.durable: list[Command] = []  # what Postgres holds: replayed by a reload
         self.writer = ScriptedWriter()
-        self.admission = Admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
+        self.admission = admission(self.engine, self.ownership, IdempotencyIndex(), self._claim)
         self.pipeline = Pipeline(
             self.engine,
             self.ownership,

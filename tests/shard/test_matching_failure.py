@@ -6,7 +6,8 @@ its placements are forgotten (a retry is placed afresh, never replayed), and its
 books reload from what is durable. Cancels owed to a gone client that it carried are owed
 again, also when running them was what raised. The matcher goes on serving.
 
-Pipelines over a scripted writer (tests/shard/test_custody_races.py's Shard)."""
+Pipelines over a scripted writer (tests/shard/test_custody_races.py's Shard), whose admission
+is the interpreted copy of shard.admission that these tests patch (tests/interpreted.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from collections.abc import Sequence
 import pytest
 
 from persistence.rows import BatchRows
-from shard import admission as admission_module
 from shard import recording
 from shard.admission import Outcome
 from shard.engine import Command, Level, MassCancel, MatchingEngine, Report, Side, SymbolSpec
 from shard.errors import REASON_OUTCOME_UNKNOWN, CommandFailure
 from shard.ownership import SymbolState
+from tests.interpreted import interpreted
 from tests.shard.test_custody_races import Shard
 from tests.shard.test_owed_cancels import (
     MASS_CANCEL,
@@ -33,6 +34,11 @@ from tests.shard.test_owed_cancels import (
 from tests.shard.test_pipeline import SYMBOL, order, until
 
 POISON = "boom"  # the account whose command the buggy matcher raises on
+admission_module = interpreted("shard.admission")
+
+
+def patchable_shard() -> Shard:
+    return Shard(admission=admission_module.Admission)
 
 
 def buggy_matcher(shard: Shard, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +86,7 @@ async def commit_next(shard: Shard, command: Command) -> Outcome:
 async def test_a_batch_whose_matching_raises_fails_alone_and_its_book_reloads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shard = Shard()
+    shard = patchable_shard()
     shard.reloads_may_finish.set()
     await committed_resting_maker(shard)
     buggy_matcher(shard, monkeypatch)
@@ -113,7 +119,7 @@ async def test_a_batch_whose_matching_raises_fails_alone_and_its_book_reloads(
 async def test_a_cancel_owed_to_a_gone_client_in_a_failed_batch_is_owed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shard = Shard()
+    shard = patchable_shard()
     await committed_resting_maker(shard)
     buggy_matcher(shard, monkeypatch)
     ahead = asyncio.ensure_future(shard.pipeline.submit([order("a")]))
@@ -144,7 +150,7 @@ async def test_a_cancel_owed_to_a_gone_client_in_a_failed_batch_is_owed_again(
 async def test_owed_cancels_whose_run_raises_are_owed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shard = Shard()
+    shard = patchable_shard()
     await committed_resting_maker(shard)
     admit_owed = shard.admission.admit_owed
     raised: list[list[MassCancel]] = []
@@ -167,7 +173,7 @@ async def test_owed_cancels_whose_run_raises_are_owed_again(
 async def test_a_placement_whose_recording_raised_is_not_replayed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shard = Shard()
+    shard = patchable_shard()
     shard.reloads_may_finish.set()
     record = recording.record
 
