@@ -101,10 +101,10 @@ def _run_up(args: argparse.Namespace) -> int:
 
 def summary(cluster: Any, *, foreground: bool) -> str:
     run_dir = cluster.run_dir
-    shards = ", ".join(
-        f"{cluster.shard(i).name} {cluster.shard(i).address}"
-        for i in range(len(cluster.shard_addresses))
-    )
+    nodes = [cluster.shard(i) for i in range(len(cluster.shard_addresses))]
+    shards = ", ".join(f"{node.name} {node.address}" for node in nodes)
+    nodes += [cluster.router(i) for i in range(len(cluster.router_addresses))]
+    metrics = ", ".join(f"{node.name} http://{node.metrics}/metrics" for node in nodes)
     lines = [
         "spotmatch cluster is up",
         f"  routers   {', '.join(cluster.router_addresses) or '(none)'}",
@@ -113,6 +113,7 @@ def summary(cluster: Any, *, foreground: bool) -> str:
         f"  postgres  {cluster.pg_dsn}",
         f"  redis     {', '.join(cluster.redis_nodes)}",
         f"  symbols   {', '.join(cluster.symbols) or '(none)'}",
+        f"  metrics   {metrics}",
         f"  auth      shards serve only the routers' cluster token ({cluster.cluster_token_file});"
         " routers serve anyone (--credentials: see `spotmatch auth --help`)",
         f"logs:   {run_dir}/logs/ (routers, shards), {run_dir}/etcd/etcd.log,",

@@ -5,11 +5,18 @@ is the console script, which runs."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
+
+import pytest
+
+from tools.hot_path import SUFFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -58,6 +65,37 @@ def test_the_build_stage_compiles_the_hot_path_and_checks_the_installed_copy() -
     assert "-m tools.hot_path &&" in " ".join(run.split())  # compiled in the source tree
     assert run.rstrip().endswith("python -P -m tools.hot_path --check")  # not the cwd's copy
     assert "COPY --from=build /opt/venv /opt/venv" in DOCKERFILE
+
+
+@pytest.mark.usefixtures("compiled_hot_path")
+def test_the_wheel_the_build_stage_installs_carries_the_compiled_hot_path(
+    tmp_path: Path,
+) -> None:
+    """The build stage's `pip install .`, without Docker: a wheel of what it copies, taken
+    from this compiled checkout, holds the extensions, and they load from where it installs."""
+    tree, site = tmp_path / "tree", tmp_path / "site"
+    tree.mkdir()
+    for source in _copied():
+        if (ROOT / source).is_dir():
+            shutil.copytree(
+                ROOT / source, tree / source, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(ROOT / source, tree / source)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path, tree]
+    subprocess.run(pip_wheel, check=True, capture_output=True, timeout=240)
+    (wheel,) = tmp_path.glob("spotmatch-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    probe = "import shard.engine.book as b; print(b.__file__)"
+    for argv in (["-m", "tools.hot_path", "--check"], ["-c", probe]):
+        done = subprocess.run(
+            [sys.executable, "-P", *argv], cwd=tmp_path, env=env,
+            check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(site / "shard" / "engine" / f"book{SUFFIX}")
 
 
 def test_it_runs_as_a_numeric_non_root_user() -> None:

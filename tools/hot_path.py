@@ -134,7 +134,10 @@ def build(root: Path = ROOT, manifest: Path = MANIFEST) -> None:
                 group_name=GROUP,
                 target_dir=str(work / "c"),
             ),
-            script_args=["--quiet", "build_ext", "--inplace", "--build-temp", str(work / "o")],
+            script_args=[
+                *("--quiet", "build_ext", "--inplace"),
+                *("--build-temp", str(work / "o"), "--build-lib", str(work / "lib")),
+            ],
         )
     except SystemExit as exc:  # distutils reports a failed build by exiting
         raise HotPathError(f"mypyc build failed: {exc}") from exc

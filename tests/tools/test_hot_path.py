@@ -1,29 +1,15 @@
-"""The compiled hot path (tools/hot_path.py): a stale extension is refused, CI tests the
-compiled modules, and a wheel built from a compiled tree carries them (the image's build)."""
+"""The compiled hot path (tools/hot_path.py): a stale extension is refused, and CI tests the
+compiled modules (tests/test_dockerfile.py checks that the image's wheel carries them)."""
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from tools.hot_path import (
-    MODULES,
-    ROOT,
-    SUFFIX,
-    HotPathError,
-    check,
-    digest,
-    extensions,
-    stale,
-    up_to_date,
-)
+from tools.hot_path import MODULES, SUFFIX, HotPathError, check, digest, extensions, stale
 
 
 def a_compiled_tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -59,40 +45,7 @@ def test_an_extension_no_build_recorded_is_stale(tmp_path: Path) -> None:
     assert stale(root, manifest) == ["shard.engine.book: an extension no build of ours recorded"]
 
 
-@pytest.fixture
-def compiled() -> None:
-    """CI tests the compiled hot path, as it ships; elsewhere it may be pure (make pure)."""
-    if not up_to_date():
-        if os.environ.get("CI"):
-            pytest.fail("CI must test the compiled hot path: `make compile` did not run")
-        pytest.skip("the hot path is not compiled here (make compile)")
-
-
-@pytest.mark.usefixtures("compiled")
+@pytest.mark.usefixtures("compiled_hot_path")
 def test_every_hot_path_module_imported_is_the_compiled_one() -> None:
     for module in MODULES:
         assert str(importlib.import_module(module).__file__).endswith(SUFFIX), module
-
-
-@pytest.mark.usefixtures("compiled")
-def test_a_wheel_built_from_the_compiled_tree_carries_it(tmp_path: Path) -> None:
-    """What the Dockerfile's build stage does after compiling: `pip install .` of the tree."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path, ROOT],
-        check=True,
-        capture_output=True,
-        timeout=240,
-    )
-    (wheel,) = tmp_path.glob("spotmatch-*.whl")
-    site = tmp_path / "site"
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(site)
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    probe = "import shard.engine.book as b; print(b.__file__)"
-    for argv in (["-m", "tools.hot_path", "--check"], ["-c", probe]):
-        done = subprocess.run(
-            [sys.executable, "-P", *argv], cwd=tmp_path, env=env,
-            check=False, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(site / "shard" / "engine" / f"book{SUFFIX}")

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tools.cluster.errors import LauncherError
 from tools.cluster.state import ProcessRecord
+from tools.services.ports import HOST, free_port
 from tools.services.process import log_tail, pid_alive, track, untrack
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,13 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def record(name: str, kind: str, pid: int, log_path: Path, address: str = "") -> ProcessRecord:
+def record(
+    name: str, kind: str, pid: int, log_path: Path, address: str = "", metrics: str = ""
+) -> ProcessRecord:
     started = start_time(pid)
     if started is None:
         raise LauncherError(f"{name} (pid {pid}) exited right after starting; see {log_path}")
-    return ProcessRecord(name, kind, pid, started, cmdline(pid), str(log_path), address)
+    return ProcessRecord(name, kind, pid, started, cmdline(pid), str(log_path), address, metrics)
 
 
 def is_same_process(rec: ProcessRecord) -> bool:
@@ -76,7 +79,8 @@ class NodeProcess:
         self, name: str, kind: str, module: str, args: Sequence[str], address: str, log_dir: Path
     ) -> None:
         self.name, self.kind, self.address = name, kind, address
-        self.argv = [sys.executable, "-m", module, *args]
+        self.metrics = f"{HOST}:{free_port()}"  # its Prometheus endpoint
+        self.argv = [sys.executable, "-m", module, *args, "--metrics-listen", self.metrics]
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -166,7 +170,9 @@ class NodeProcess:
     def record(self) -> ProcessRecord:
         if self.proc is None:
             raise LauncherError(f"{self.name} was never started")
-        return record(self.name, self.kind, self.proc.pid, self.log_path, self.address)
+        return record(
+            self.name, self.kind, self.proc.pid, self.log_path, self.address, self.metrics
+        )
 
 
 def stop_recorded(records: Sequence[ProcessRecord], sig: int, grace: float) -> list[str]:

@@ -31,6 +31,7 @@ class ProcessRecord:
     cmdline: list[str]
     log: str  # path of its log file
     address: str = ""  # host:port it serves, if any
+    metrics: str = ""  # host:port of its Prometheus endpoint (shards, routers)
 
 
 @dataclass(frozen=True)
