@@ -2,8 +2,10 @@
 
 Counted once per committed batch, from what the batch answered: commands by outcome (an
 engine reject code, ``accepted``, ``replayed``, or the reason a command was refused
-unexecuted), batch sizes, and the time from a batch's transaction start to its COMMIT.
-Gauges (queued commands, symbols by state) are read when scraped.
+unexecuted), batch sizes, and the time from a batch's transaction start to its COMMIT;
+and each change of a symbol's custody (served, recovering, moving, released), so moves,
+failovers, reloads and fencing show. Gauges (queued commands, symbols by state) are read
+when scraped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from persistence.rows import BatchRows
 from shard.admission import Outcome
 from shard.engine import Command, RejectCode, Report
 from shard.errors import CommandFailure
-from shard.ownership import Ownership, SymbolState
+from shard.ownership import RELEASED, SERVED, Ownership, SymbolState
 from shard.pipeline import Commit, Pipeline, StartCommit
 
 COMMANDS = Counter(
@@ -44,6 +46,13 @@ FAILED_COMMITS = Counter(
     "Batch transactions that failed (fenced, Postgres down, any error): nothing acknowledged",
     ["shard"],
 )
+SYMBOL_CHANGES = Counter(
+    "spotmatch_shard_symbol_changes_total",
+    "Changes of a symbol's custody: served (taken, or back after a reload or a rolled-back"
+    " move), recovering (after a failed commit), moving (handing over), released",
+    ["shard", "change"],
+)
+CHANGES = (SERVED, SymbolState.RECOVERING.value, SymbolState.MOVING.value, RELEASED)
 QUEUED = Gauge("spotmatch_shard_queued_commands", "Commands waiting to be matched", ["shard"])
 SYMBOLS = Gauge("spotmatch_shard_symbols", "Symbols held, by state", ["shard", "state"])
 
@@ -74,6 +83,8 @@ class ShardMetrics:
                 lambda state=state: ownership.count(state)  # type: ignore[misc]
             )
         pipeline.after_commit.append(self.on_commit)
+        changes = {change: SYMBOL_CHANGES.labels(self._shard, change) for change in CHANGES}
+        ownership.listeners.append(lambda change: changes[change].inc())
 
     def on_commit(self, committed: Iterator[tuple[Command, Outcome]]) -> None:
         """The pipeline's after-commit hook: one tally per batch."""
@@ -111,6 +122,8 @@ class ShardMetrics:
             metric.remove(self._shard)
         for state in SymbolState:
             SYMBOLS.remove(self._shard, state.value)
+        for change in CHANGES:
+            SYMBOL_CHANGES.remove(self._shard, change)
 
 
 class _TimedCommit:

@@ -6,6 +6,7 @@ Standalone, the owned set comes from configuration; in a cluster the assignment 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,11 +24,21 @@ class OwnedSymbol:
     state: SymbolState
 
 
+SERVED, RELEASED = "served", "released"  # the changes that are not a SymbolState's name
+
+
 class Ownership:
     def __init__(self) -> None:
         self._owned: dict[str, OwnedSymbol] = {}
         self._known: set[str] = set()  # every symbol with reference data
         self._hints: dict[str, str] = {}  # symbol -> shard id believed to own it
+        # Told of each change: SERVED (taken, or back after a reload or a rolled-back
+        # move), "recovering", "moving", RELEASED (moved away or fenced off).
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _changed(self, change: str) -> None:
+        for listener in self.listeners:
+            listener(change)
 
     def set_known(self, symbols: set[str]) -> None:
         self._known = set(symbols)
@@ -42,11 +53,13 @@ class Ownership:
         self._owned[symbol] = OwnedSymbol(symbol, epoch, SymbolState.SERVING)
         self._known.add(symbol)
         self._hints.pop(symbol, None)
+        self._changed(SERVED)
 
     def mark_recovering(self, symbol: str) -> None:
         owned = self._owned.get(symbol)
-        if owned is not None:
+        if owned is not None and owned.state is not SymbolState.RECOVERING:
             owned.state = SymbolState.RECOVERING
+            self._changed(SymbolState.RECOVERING.value)
 
     def mark_moving(self, symbol: str) -> None:
         """Pause a serving symbol for a hand-over. A recovering one stays RECOVERING: its
@@ -55,9 +68,11 @@ class Ownership:
         owned = self._owned.get(symbol)
         if owned is not None and owned.state is SymbolState.SERVING:
             owned.state = SymbolState.MOVING
+            self._changed(SymbolState.MOVING.value)
 
     def release(self, symbol: str, new_owner: str = "") -> None:
-        self._owned.pop(symbol, None)
+        if self._owned.pop(symbol, None) is not None:
+            self._changed(RELEASED)
         if new_owner:
             self._hints[symbol] = new_owner
 

@@ -18,3 +18,12 @@ def scrape(port: int) -> dict[Sample, float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def symbol_changes(port: int, shard_id: str) -> dict[str, float]:
+    """A shard's spotmatch_shard_symbol_changes_total by change (blocking, as ``scrape``)."""
+    return {
+        dict(labels)["change"]: value
+        for (name, labels), value in scrape(port).items()
+        if name == "spotmatch_shard_symbol_changes_total" and ("shard", shard_id) in labels
+    }

@@ -13,6 +13,7 @@ from matching.v1 import gateway_pb2, orders_pb2, types_pb2
 from persistence import failpoints
 from shard.server import ShardNode
 from tests.checkers import check_durable_record
+from tests.scrape import symbol_changes
 from tests.shard.support import (
     config,
     gateway,
@@ -22,6 +23,7 @@ from tests.shard.support import (
     submit,
     wire_flow,
 )
+from tools.services.ports import free_port
 
 BTC = "BTC-USDT"
 
@@ -129,7 +131,8 @@ async def test_a_retry_of_an_amended_order_replays_what_was_placed(db: str) -> N
 
 
 async def test_failed_commit_is_never_acknowledged_and_the_shard_recovers(db: str) -> None:
-    async with running_node(config(db)) as node:
+    port = free_port()
+    async with running_node(config(db, metrics_listen=f"127.0.0.1:{port}")) as node:
         channel, stub = gateway(node.port)
         async with channel:
             ok = await submit(
@@ -141,6 +144,11 @@ async def test_failed_commit_is_never_acknowledged_and_the_shard_recovers(db: st
             )
             retry = orders_pb2.OrderCommand(place_order=place(BTC, "c", 1, 2, 100))
             after = await submit_until_accepted(stub, retry)
+        changes = await asyncio.to_thread(symbol_changes, port, node.config.shard_id)
+    # two symbols taken at start; each failed commit put BTC in recovery, each reload back
+    assert changes["recovering"] >= 1
+    assert changes == {"served": 2 + changes["recovering"], "recovering": changes["recovering"],
+                       "moving": 0, "released": 0}  # fmt: skip
     assert ok[0].report.status == 1  # NEW, resting
     assert failed[0].WhichOneof("result") == "error" and failed[0].error.retryable
     assert after[0].report.status == 3 and after[0].report.fills[0].quantity == 2  # FILLED
@@ -152,7 +160,8 @@ async def test_failed_commit_is_never_acknowledged_and_the_shard_recovers(db: st
 
 
 async def test_a_fenced_shard_commits_nothing_and_drops_the_symbol(db: str) -> None:
-    async with running_node(config(db, shard_id="old")) as old:
+    port = free_port()
+    async with running_node(config(db, shard_id="old", metrics_listen=f"127.0.0.1:{port}")) as old:
         channel, stub = gateway(old.port)
         async with channel:
             await submit(stub, [orders_pb2.OrderCommand(place_order=place(BTC, "a", 2, 5, 100))])
@@ -167,6 +176,8 @@ async def test_a_fenced_shard_commits_nothing_and_drops_the_symbol(db: str) -> N
                     stub, [orders_pb2.OrderCommand(place_order=place("ETH-USDT", "d", 2, 20, 100))]
                 )
                 assert new.engine.book(BTC).open_orders()[0].account == "a"
+        changes = await asyncio.to_thread(symbol_changes, port, "old")
+    assert changes == {"served": 2, "recovering": 0, "moving": 0, "released": 1}
     assert stale[0].WhichOneof("result") == "error"  # its commit was fenced
     assert later[0].error.reason == 100  # NOT_OWNER: the old shard let the symbol go
     assert eth[0].report.status == 1  # its other symbol keeps trading

@@ -15,6 +15,7 @@ from cluster.model import AssignmentState, ClusterView
 from tests.shard.support import prepare_db
 from tools.bench.load import ClientFlow, LoadResult, drive_streams
 from tools.services.etcd import EtcdServer
+from tools.services.ports import free_port
 from tools.services.redis_cluster import RedisCluster
 from tools.services.router_process import RouterProcess
 from tools.services.shard_process import ShardProcess
@@ -47,6 +48,7 @@ class SystemCluster:
     redis_nodes: str = ""  # host:port,... : shards publish and routers serve market data
     shards: dict[str, ShardProcess] = field(default_factory=dict)
     routers: dict[str, RouterProcess] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)  # shard id -> Prometheus port
 
     def _redis_args(self) -> tuple[str, ...]:
         return ("--redis", self.redis_nodes) if self.redis_nodes else ()
@@ -60,6 +62,7 @@ class SystemCluster:
         return proc
 
     def start_shard(self, shard_id: str) -> ShardProcess:
+        port = self.metrics.setdefault(shard_id, free_port())
         proc = ShardProcess(
             self.dsn,
             self.log_dir,
@@ -70,6 +73,7 @@ class SystemCluster:
                 self.etcd.endpoint,
                 "--lease-ttl",
                 str(LEASE_TTL),
+                *("--metrics-listen", f"127.0.0.1:{port}"),
                 *self._redis_args(),
             ),
         )

@@ -12,6 +12,7 @@ import psycopg
 from cluster.operations import move
 from matching.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.checkers import check_durable_record
+from tests.scrape import symbol_changes
 from tests.shard.support import place
 from tests.system.support import (
     LEASE_TTL,
@@ -41,8 +42,20 @@ async def test_planned_move_under_load_rejects_and_loses_nothing(
         view = await cluster.view()
         source = view.assignments[SYMBOL].shard_id
         target = next(s for s in shard_ids if s != source)
+        before = {
+            s: await asyncio.to_thread(symbol_changes, cluster.metrics[s], s) for s in shard_ids
+        }
         moved = await move(cluster.admin, SYMBOL, target, wait=20.0)
         result = await running
+        after_move = {
+            s: await asyncio.to_thread(symbol_changes, cluster.metrics[s], s) for s in shard_ids
+        }
+        gained = {
+            s: {c: after_move[s][c] - before[s].get(c, 0.0) for c in after_move[s]}
+            for s in shard_ids
+        }
+        assert gained[source] == {"served": 0, "recovering": 0, "moving": 1, "released": 1}
+        assert gained[target] == {"served": 1, "recovering": 0, "moving": 0, "released": 0}
         assert moved.completed and moved.observed_pause is not None, moved
         assert result.rpc_failures == [], result.rpc_failures
         assert result.errors == 0, result.error_reasons  # no command refused or failed
