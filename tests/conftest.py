@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tools.hot_path import up_to_date
+from tools.hot_path import HotPathError, check, up_to_date
 
 pytest_plugins = ["tests.fixtures.services"]
 
@@ -20,7 +20,6 @@ def compiled_hot_path() -> None:
 
 def pytest_configure(config: object) -> None:
     from tests.tracing_setup import install
-    from tools.hot_path import HotPathError, check
 
     try:
         check()  # a stale compiled module would test the old code

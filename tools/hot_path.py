@@ -41,6 +41,10 @@ MODULES = (
     "persistence.rows",
     "api.validation",
 )
+# Interpreted modules whose `Final` constants compiled code reads: mypyc copies their values
+# into the extensions, so an edit there makes every extension stale too
+# (tests/tools/test_hot_path.py finds any such module missing here).
+INLINED = ("api.limits",)
 GROUP = "shard.hot_path"  # the shared library: shard/hot_path__mypyc.<suffix>
 PACKAGES = ("api", "cluster", "marketdata", "persistence", "router", "shard", "spotmatch",
             "telemetry", "tools")  # fmt: skip
@@ -76,14 +80,27 @@ def extensions(root: Path = ROOT) -> dict[str, Path]:
 def stale(root: Path = ROOT, manifest: Path = MANIFEST) -> list[str]:
     """Why each stale extension is stale; empty when all match (or there are none)."""
     built = json.loads(manifest.read_text()) if manifest.exists() else {}
+    found = extensions(root)
     reasons = []
-    for module in extensions(root):
-        source = source_of(module, root)
+    for module in found:
         if module not in built:
             reasons.append(f"{module}: an extension no build of ours recorded")
-        elif not source.exists() or digest(source) != built[module]:
-            reasons.append(f"{source.relative_to(root)} changed since it was compiled")
+        elif _changed(module, root, built):
+            reasons.append(
+                f"{source_of(module, root).relative_to(root)} changed since it was compiled"
+            )
+    for module in INLINED if found else ():
+        if _changed(module, root, built):
+            reasons.append(
+                f"{source_of(module, root).relative_to(root)} changed since the hot path was"
+                " compiled (the extensions hold copies of its Final constants)"
+            )
     return reasons
+
+
+def _changed(module: str, root: Path, built: dict[str, str]) -> bool:
+    source = source_of(module, root)
+    return not source.exists() or built.get(module) != digest(source)
 
 
 def check(root: Path = ROOT, manifest: Path = MANIFEST) -> None:
@@ -145,7 +162,8 @@ def build(root: Path = ROOT, manifest: Path = MANIFEST) -> None:
         os.chdir(cwd)
     if set(extensions(root)) != set(MODULES):
         raise HotPathError(f"the build left {sorted(extensions(root))}, not {list(MODULES)}")
-    manifest.write_text(json.dumps({m: digest(source_of(m, root)) for m in MODULES}, indent=1))
+    recorded = {m: digest(source_of(m, root)) for m in (*MODULES, *INLINED)}
+    manifest.write_text(json.dumps(recorded, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
