@@ -4,6 +4,7 @@ only builds the argument parser and dispatches."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,11 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, a supervisor) ends a command as Ctrl-C does, so what it started
+    (a bench's Postgres, a demo's cluster) is stopped by its finally blocks and the atexit
+    net (tools/services/process.py). By default SIGTERM ends the process on the spot and
+    leaves them running. Servers replace this with their own graceful stop."""
+    raise KeyboardInterrupt
 
 
 def _run_demo(args: argparse.Namespace) -> int:
