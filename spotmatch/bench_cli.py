@@ -189,7 +189,9 @@ def _run_engine(args: argparse.Namespace) -> int:
 def _run_shard(args: argparse.Namespace) -> int:
     import asyncio
 
+    from tools.bench.errors import BenchError
     from tools.bench.shard_bench import ShardBenchParams, bench_shard
+    from tools.services import ServiceError
 
     if min(args.clients, args.batch, args.window) < 1 or args.duration <= 0:
         raise SystemExit("spotmatch bench shard: counts and --duration must be positive")
@@ -202,7 +204,10 @@ def _run_shard(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_rate=args.max_rate,
     )
-    result, lines = asyncio.run(bench_shard(params, Progress(args.quiet)))
+    try:
+        result, lines = asyncio.run(bench_shard(params, Progress(args.quiet)))
+    except (BenchError, ServiceError) as exc:
+        raise SystemExit(f"spotmatch bench shard: {exc}") from None
     write_result(result, args.out, args.json, lines)
     return 0 if result["missing_acked_orders"] == 0 else 1
 

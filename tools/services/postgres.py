@@ -46,7 +46,7 @@ PG_USER = "postgres"
 SUPERUSER = "postgres"
 CONNECT_TIMEOUT = 10
 INITDB_TIMEOUT = 60.0
-MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes, and Postgres adds "/.s.PGSQL.<port>"
+SUN_PATH_MAX = 107  # bytes of a Unix socket's path (sun_path, less its NUL)
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "shared_buffers": "128MB",
@@ -225,7 +225,7 @@ class PostgresServer:
 
     def _write_settings(self) -> None:
         sockets = str(self.socket_dir)
-        if len(sockets) > MAX_SOCKET_PATH:
+        if len(f"{sockets}/.s.PGSQL.{self.port}".encode()) > SUN_PATH_MAX:
             log.warning("%s: socket path too long for a Unix socket; TCP only", self)
             sockets = ""
         lines = [f"{key} = {value}" for key, value in SETTINGS.items()]

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tools.services import PostgresServer, ServiceError
+from tools.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +78,22 @@ def test_clean_stop_and_restart_keeps_data_and_port(own_pg: PostgresServer) -> N
     own_pg.start()
     own_pg.start()  # starting a running server is a no-op
     assert _scalar(own_pg.dsn_for("kept"), "SELECT current_database()") == "kept"
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_socket_path_at_or_over_the_limit_starts(tmp_path: Path, over: int) -> None:
+    """Postgres's socket is <socket dir>/.s.PGSQL.<port>, at most 107 bytes: at the limit it
+    listens there, one byte over on TCP only; both start."""
+    port = free_port()
+    fixed = len(f"{tmp_path}/") + len(f"/pg/sock/.s.PGSQL.{port}")
+    server = PostgresServer(tmp_path / ("d" * (107 + over - fixed)) / "pg", port=port)
+    assert len(str(server.socket_dir / f".s.PGSQL.{port}")) == 107 + over
+    try:
+        server.start()
+        assert _scalar(server.dsn, "SELECT 1") == 1
+        assert (server.socket_dir / f".s.PGSQL.{port}").exists() is (over == 0)
+    finally:
+        server.stop()
 
 
 def test_two_servers_run_side_by_side(pg_server: PostgresServer, own_pg: PostgresServer) -> None:
