@@ -30,7 +30,7 @@ from persistence.errors import PersistenceError
 from shard.config import ShardConfig
 from shard.errors import Overloaded
 from shard.pipeline import BookView, Pipeline
-from shard.results import execute_commands, order_to_pb
+from shard.results import RequestTimers, execute_commands, order_to_pb
 from shard.service import cancel_on_disconnect
 from shard.streams import StreamSession, Subscribers
 
@@ -51,8 +51,10 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         subscribers: Subscribers,
         config: ShardConfig,
         find_order: FindOrder,
+        timers: RequestTimers,
     ) -> None:
         self._find_order = find_order
+        self._unary, self._batch, self._trade = map(timers.get, ("unary", "batch", "trade"))
         self._pipeline = pipeline
         self._subscribers = subscribers
         self._config = config
@@ -94,7 +96,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     ) -> orders_pb2.CommandResult:
         _bound_by_call_deadline(command, context)
         answer = gateway_pb2.SubmitBatchResponse()
-        await execute_commands(self._pipeline, [command], answer.results, principal=current())
+        await execute_commands(
+            self._pipeline, [command], answer.results, principal=current(), timed=self._unary
+        )
         (result,) = answer.results
         if result.WhichOneof("result") == "error":
             status = command_error_status(result.error)
@@ -109,8 +113,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
         await _abort_if(validate_submit_batch_request(request), context)
         response = gateway_pb2.SubmitBatchResponse()
         await execute_commands(
-            self._pipeline, request.commands, response.results, request.ByteSize(), current()
-        )
+            self._pipeline, request.commands, response.results, request.ByteSize(), current(),
+            self._batch,
+        )  # fmt: skip
         return response
 
     async def Trade(  # type: ignore[override]
@@ -151,8 +156,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     ) -> gateway_pb2.TradeResponse:
         response = gateway_pb2.TradeResponse()
         await execute_commands(
-            self._pipeline, request.commands, response.results, request.ByteSize(), principal
-        )
+            self._pipeline, request.commands, response.results, request.ByteSize(), principal,
+            self._trade,
+        )  # fmt: skip
         return response
 
     # --- reads ------------------------------------------------------------------------

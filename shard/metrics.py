@@ -2,7 +2,8 @@
 
 Counted once per committed batch, from what the batch answered: commands by outcome (an
 engine reject code, ``accepted``, ``replayed``, or the reason a command was refused
-unexecuted), batch sizes, and the time from a batch's transaction start to its COMMIT;
+unexecuted), batch sizes, the time from a batch's transaction start to its COMMIT and each
+call's time from its commands taken in to answered;
 and each change of a symbol's custody (served, recovering, moving, released), so moves,
 failovers, reloads and fencing show. Gauges (queued commands, symbols by state) are read
 when scraped.
@@ -53,6 +54,15 @@ SYMBOL_CHANGES = Counter(
     ["shard", "change"],
 )
 CHANGES = (SERVED, SymbolState.RECOVERING.value, SymbolState.MOVING.value, RELEASED)
+REQUEST_SECONDS = Histogram(
+    "spotmatch_shard_request_seconds",
+    "From a call's (or stream message's) commands taken in to all of them answered, after"
+    " their commit: unary, batch and trade calls of shard-aware clients; execute messages"
+    " of routers",
+    ["shard", "kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+REQUEST_KINDS = ("unary", "batch", "trade", "execute")
 QUEUED = Gauge("spotmatch_shard_queued_commands", "Commands waiting to be matched", ["shard"])
 SYMBOLS = Gauge("spotmatch_shard_symbols", "Symbols held, by state", ["shard", "state"])
 
@@ -109,6 +119,10 @@ class ShardMetrics:
             return name
         return "replayed"
 
+    def request_timers(self) -> dict[str, Callable[[float], None]]:
+        """What the servicers give each call's seconds, by kind (shard.results)."""
+        return {kind: REQUEST_SECONDS.labels(self._shard, kind).observe for kind in REQUEST_KINDS}
+
     def timed(self, start: StartCommit) -> StartCommit:
         """``start`` whose commits are timed, and whose failures counted."""
 
@@ -124,6 +138,8 @@ class ShardMetrics:
             SYMBOLS.remove(self._shard, state.value)
         for change in CHANGES:
             SYMBOL_CHANGES.remove(self._shard, change)
+        for kind in REQUEST_KINDS:
+            REQUEST_SECONDS.remove(self._shard, kind)
 
 
 class _TimedCommit:

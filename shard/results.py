@@ -7,7 +7,7 @@ OrderCommands; one malformed command becomes one CommandError and never fails th
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -29,6 +29,9 @@ Results = RepeatedCompositeFieldContainer[orders_pb2.CommandResult]
 # Per command, what it became: its refusal, the index of its one domain command, or the
 # (first, count) range of a mass cancel's domain commands (one per symbol).
 _Planned = orders_pb2.CommandError | int | tuple[int, int]
+# Per call kind ("unary", "batch", "trade", "execute"), what takes the seconds a call's
+# commands spent from planning to answered (shard/metrics.py); empty = not timed.
+RequestTimers = Mapping[str, Callable[[float], None]]
 
 
 async def execute_commands(
@@ -37,10 +40,13 @@ async def execute_commands(
     out: Results,
     nbytes: int = 0,
     principal: Principal = UNRESTRICTED,
+    timed: Callable[[float], None] | None = None,
 ) -> None:
     """Authorize, validate, convert, run through the pipeline, and append one CommandResult
     per command to ``out`` (the results field of the response itself: nothing is copied
-    afterwards). Commands for accounts ``principal`` may not trade get PERMISSION_DENIED."""
+    afterwards). Commands for accounts ``principal`` may not trade get PERMISSION_DENIED.
+    ``timed`` is given the seconds from the start to the last answer (after commit)."""
+    started = time.perf_counter()
     domain: list[Command] = []
     deadlines: list[int] = []
     plan = _plan(commands, domain, deadlines, pipeline.ownership, principal)
@@ -57,6 +63,8 @@ async def execute_commands(
             _answer_mass(result, domain, outcomes, range(first, first + count), now)
         else:
             result.error.CopyFrom(planned)
+    if timed is not None:
+        timed(time.perf_counter() - started)
 
 
 def _plan(

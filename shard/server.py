@@ -210,11 +210,12 @@ class ShardNode:
             options=grpc_options(self.config),
             interceptors=[*_authenticator(self.config), DecodeGuard(), *server_interceptors()],
         )
+        timers = self.metrics.request_timers() if self.metrics is not None else {}
         shard_pb2_grpc.add_ShardServiceServicer_to_server(
-            ExecuteServicer(self.pipeline, self.subscribers, self.config), server
+            ExecuteServicer(self.pipeline, self.subscribers, self.config, timers), server
         )
         gateway_pb2_grpc.add_OrderGatewayServiceServicer_to_server(
-            GatewayServicer(self.pipeline, self.subscribers, self.config, self._find_order),
+            GatewayServicer(self.pipeline, self.subscribers, self.config, self._find_order, timers),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

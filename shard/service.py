@@ -18,7 +18,7 @@ from shard.config import ShardConfig
 from shard.engine import MassCancel
 from shard.errors import Overloaded
 from shard.pipeline import Pipeline
-from shard.results import execute_commands
+from shard.results import RequestTimers, execute_commands
 from shard.streams import StreamSession, Subscribers
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,17 @@ def _wrap(results: list[orders_pb2.CommandResult], batch_id: Any) -> shard_pb2.E
 
 
 class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
-    def __init__(self, pipeline: Pipeline, subscribers: Subscribers, config: ShardConfig) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        subscribers: Subscribers,
+        config: ShardConfig,
+        timers: RequestTimers,
+    ) -> None:
         self._pipeline = pipeline
         self._subscribers = subscribers
         self._config = config
+        self._timed = timers.get("execute")
 
     async def Execute(  # type: ignore[override]
         self,
@@ -80,8 +87,9 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
     async def _run(self, request: shard_pb2.ExecuteRequest) -> shard_pb2.ExecuteResponse:
         response = shard_pb2.ExecuteResponse(batch_id=request.batch_id)
         await execute_commands(
-            self._pipeline, request.commands, response.results, request.ByteSize()
-        )
+            self._pipeline, request.commands, response.results, request.ByteSize(),
+            timed=self._timed,
+        )  # fmt: skip
         return response
 
 

@@ -31,15 +31,18 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def one_shard(pg_dsn: str) -> Any:
+    """A cluster of one shard, and the port of the shard's Prometheus endpoint."""
     async with cluster(pg_dsn) as state:
-        await state.start_shard("shard-a", (BTC,))
-        yield state
+        port = free_port()  # the shard's Prometheus endpoint
+        await state.start_shard("shard-a", (BTC,), metrics_listen=f"127.0.0.1:{port}")
+        yield state, port
 
 
-async def test_calls_by_kind_and_commands_by_result(one_shard: Cluster) -> None:
+async def test_calls_by_kind_and_commands_by_result(one_shard: tuple[Cluster, int]) -> None:
+    shard_cluster, shard_metrics = one_shard
     port = free_port()
     listen = f"127.0.0.1:{port}"
-    async with running_router(one_shard, router_id="metrics-r", metrics_listen=listen) as (
+    async with running_router(shard_cluster, router_id="metrics-r", metrics_listen=listen) as (
         _,
         stub,
     ):
@@ -61,7 +64,12 @@ async def test_calls_by_kind_and_commands_by_result(one_shard: Cluster) -> None:
             assert (await stream.read()).results[0].report.status == T.ORDER_STATUS_NEW
         await stream.done_writing()
         seen = await asyncio.to_thread(scrape, port)
+        at_shard = await asyncio.to_thread(scrape, shard_metrics)
     router = ("router", "metrics-r")
+    executes = at_shard[
+        ("spotmatch_shard_request_seconds_count", (("kind", "execute"), ("shard", "shard-a")))
+    ]
+    assert 1 <= executes <= 6  # the 6 calls' commands for BTC, as the link batched them
 
     def calls(kind: str) -> float:
         return seen[("spotmatch_router_request_seconds_count", (("kind", kind), router))]

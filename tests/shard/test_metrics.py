@@ -8,7 +8,7 @@ import asyncio
 import psycopg
 import pytest
 
-from matching.v1 import orders_pb2
+from matching.v1 import gateway_pb2, orders_pb2
 from tests.scrape import scrape
 from tests.shard.support import config, gateway, place, prepare_db, running_node, submit
 from tools.services.ports import free_port
@@ -33,6 +33,9 @@ async def test_commands_by_outcome_batches_and_gauges_match_the_journal(pg_dsn: 
             ),
         ]
         results = await submit(stub, commands)
+        unary = await stub.SubmitOrder(
+            gateway_pb2.SubmitOrderRequest(order=place(BTC, "c", 2, 1, 103))
+        )
         await channel.close()
         assert [r.WhichOneof("result") for r in results] == ["report"] * 3 + ["error"]
         seen = await asyncio.to_thread(scrape, port)
@@ -45,13 +48,19 @@ async def test_commands_by_outcome_batches_and_gauges_match_the_journal(pg_dsn: 
         cur = await conn.execute("SELECT reject_code, count(*) FROM journal GROUP BY 1")
         journal: dict[int, int] = dict(await cur.fetchall())
     # ETH at 101 is off its tick: an engine reject, journaled like the others
-    assert journal == {0: 2, 9: 1}
-    assert commands_total("accepted") == 2
+    assert journal == {0: 3, 9: 1}
+    assert commands_total("accepted") == 3
     assert commands_total("price_not_tick_multiple") == 1
     assert commands_total("unknown_symbol") == 1  # refused before matching: not journaled
     assert seen[("spotmatch_shard_batch_commands_count", (shard,))] >= 1
-    assert seen[("spotmatch_shard_batch_commands_sum", (shard,))] == 4
+    assert seen[("spotmatch_shard_batch_commands_sum", (shard,))] == 5
     assert seen[("spotmatch_shard_commit_seconds_count", (shard,))] >= 1
     assert seen[("spotmatch_shard_failed_commits_total", (shard,))] == 0
     assert seen[("spotmatch_shard_symbols", (shard, ("state", "serving")))] == 2
     assert seen[("spotmatch_shard_queued_commands", (shard,))] == 0
+    assert unary.report.status == 1
+
+    def calls(kind: str) -> float:
+        return seen[("spotmatch_shard_request_seconds_count", (("kind", kind), shard))]
+
+    assert [calls(kind) for kind in ("unary", "batch", "trade", "execute")] == [1, 1, 0, 0]
