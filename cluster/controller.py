@@ -112,12 +112,11 @@ class Controller:
             return False  # someone changed it first: the next view decides again
         DECISIONS.labels(decision.reason).inc()
         log.info(
-            "controller: %s symbol=%s -> %s %s epoch=%d",
+            "controller: %s -> %s %s",
             decision.reason,
-            decision.symbol,
             stored.shard_id,
             stored.state.value,
-            stored.epoch,
+            extra={"symbol": decision.symbol, "epoch": stored.epoch},
         )
         return True
 

@@ -93,7 +93,7 @@ class ClusterMember:
                     attempt = 0
                 except (PersistenceError, ClusterError) as exc:
                     delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
-                    log.warning("symbol=%s: %s; retrying in %.1fs", symbol, exc, delay)
+                    log.warning("%s; retrying in %.1fs", exc, delay, extra={"symbol": symbol})
                     attempt += 1
                     self._dirty.add(symbol)
                     await asyncio.sleep(delay)
@@ -106,7 +106,7 @@ class ClusterMember:
         if assignment is None or assignment.shard_id != self._me:
             if owned is not None:
                 self._custody.drop(symbol, assignment.shard_id if assignment else "")
-                log.info("released symbol=%s (now %s)", symbol, assignment)
+                log.info("released the symbol (now %s)", assignment, extra={"symbol": symbol})
             return
         if assignment.state is AssignmentState.MOVING:
             await self._hand_over(symbol, assignment.revision, assignment.target)
@@ -115,7 +115,10 @@ class ClusterMember:
             try:
                 await self._custody.take(symbol, assignment.epoch)
             except FencedError:
-                log.warning("symbol=%s: epoch %d is stale; waiting", symbol, assignment.epoch)
+                log.warning(
+                    "the assignment's epoch is stale; waiting",
+                    extra={"symbol": symbol, "epoch": assignment.epoch},
+                )
                 return
         elif owned.state is SymbolState.MOVING:
             self._custody.resume(symbol)  # the move was rolled back
@@ -134,4 +137,4 @@ class ClusterMember:
             self._dirty.add(symbol)  # lost to the controller (abort or force): look again
             return
         self._custody.drop(symbol, target)
-        log.info("handed symbol=%s to %s (epoch %d)", symbol, target, stored.epoch)
+        log.info("handed the symbol to %s", target, extra={"symbol": symbol, "epoch": stored.epoch})

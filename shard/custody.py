@@ -71,7 +71,7 @@ class SymbolCustody:
                 await self.take(symbol, epoch)
             except FencedError:
                 self.drop(symbol)
-                log.error("symbol=%s lost to a newer owner during recovery", symbol)
+                log.error("lost to a newer owner during recovery", extra={"symbol": symbol})
 
     async def quiesce(self, symbol: str) -> None:
         """Stop admitting ``symbol`` and wait until what was admitted has committed, and the

@@ -32,12 +32,10 @@ async def take_symbol(
         snapshot = await _claim_and_load(pool, symbol, shard_id, epoch)
     install(engine, snapshot)
     log.info(
-        "took symbol=%s epoch=%d seq=%d resting=%d in %.3fs",
-        symbol,
-        snapshot.epoch,
-        snapshot.last_seq,
+        "took the symbol: %d resting orders loaded in %.3fs",
         len(snapshot.resting),
         time.perf_counter() - started,
+        extra={"symbol": symbol, "epoch": snapshot.epoch, "seq": snapshot.last_seq},
     )
     return snapshot.epoch
 

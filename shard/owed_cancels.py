@@ -38,7 +38,7 @@ class OwedCancels:
         cancel failed with a batch written under it)."""
         owned = self._ownership.get(symbol)
         if owned is None or epoch not in (None, owned.epoch):
-            log.warning("cancel on disconnect on %s not run: not this shard's", symbol)
+            log.warning("cancel on disconnect not run: not this shard's", extra={"symbol": symbol})
             return
         owed_under, owed = self._owed.get(symbol, (owned.epoch, set()))
         if owed_under != owned.epoch:  # owed under an earlier custody: not this one's
@@ -100,5 +100,5 @@ class OwedCancels:
 
     def _drop(self, symbol: str) -> None:
         _, accounts = self._owed.pop(symbol)
-        log.warning("cancel on disconnect for %d accounts on %s not run: the symbol went to"
-                    " another shard", len(accounts), symbol)  # fmt: skip
+        log.warning("cancel on disconnect for %d accounts not run: the symbol went to another"
+                    " shard", len(accounts), extra={"symbol": symbol})  # fmt: skip

@@ -445,7 +445,7 @@ class Pipeline:
             self._engine.remove_symbol(symbol)
             self.ownership.release(symbol)
             self.committed_books.pop(symbol, None)
-            log.error("fenced out of symbol=%s: another shard owns it now", symbol)
+            log.error("fenced out: another shard owns the symbol now", extra={"symbol": symbol})
         for symbol in sorted(touched - fenced_out):
             self.ownership.mark_recovering(symbol)
             if symbol not in self._reloads:

@@ -366,7 +366,7 @@ class MarketDataPublisher:
             feed.trades.popleft()
         self.stats.dropped_trades += excess
         if feed.restart != RESTART_OVERFLOW:  # once per outage, not once per batch
-            log.warning("market data: dropping trade updates of symbol=%s", feed.symbol)
+            log.warning("market data: dropping trade updates", extra={"symbol": feed.symbol})
         feed.restart = RESTART_OVERFLOW
 
 

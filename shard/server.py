@@ -292,7 +292,9 @@ class ShardNode:
                     await self.custody.reload(symbol, owned.epoch)
             except PersistenceError as exc:
                 delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
-                log.warning("reload symbol=%s failed (%s); retrying in %.1fs", symbol, exc, delay)
+                log.warning(
+                    "reload failed (%s); retrying in %.1fs", exc, delay, extra={"symbol": symbol}
+                )
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue

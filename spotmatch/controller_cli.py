@@ -9,7 +9,8 @@ import signal
 import socket
 from typing import Any
 
-from spotmatch.shard_cli import setup_logging
+from telemetry.logs import add_arguments as log_arguments
+from telemetry.logs import setup_logging
 
 
 def register(commands: Any) -> None:
@@ -65,14 +66,14 @@ def register(commands: Any) -> None:
         help="serve Prometheus metrics (decisions by reason) on HOST:PORT/metrics"
         " (env SPOTMATCH_CONTROLLER_METRICS_LISTEN; default: none)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    log_arguments(parser)
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     if not args.etcd:
         raise SystemExit("spotmatch controller: --etcd (or SPOTMATCH_ETCD) is required")
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format, "controller")
     asyncio.run(_serve(args))
     return 0
 

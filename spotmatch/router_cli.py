@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
+
+from telemetry.logs import add_arguments as log_arguments
+from telemetry.logs import setup_logging
 
 
 def register(commands: Any) -> None:
@@ -22,24 +24,16 @@ def register(commands: Any) -> None:
     from router.config import add_arguments
 
     add_arguments(router)
-    router.add_argument(
-        "--log-level",
-        default=os.environ.get("SPOTMATCH_LOG_LEVEL", "INFO"),
-        help="logging level (default INFO)",
-    )
+    log_arguments(router)
     router.set_defaults(handler=_run_router)
 
 
 def _run_router(args: argparse.Namespace) -> int:
-    import logging
-
     from router.config import from_args
     from router.server import run
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     config = from_args(args)
+    setup_logging(args.log_level, args.log_format, config.router_id)
     import uvloop
 
     from cluster.errors import ClusterError

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 from typing import Any
+
+from telemetry.logs import add_arguments as log_arguments
+from telemetry.logs import setup_logging
 
 
 def register(commands: Any) -> None:
@@ -21,7 +23,7 @@ def register(commands: Any) -> None:
     from shard.config import add_arguments
 
     add_arguments(shard)
-    _log_flag(shard)
+    log_arguments(shard)
     shard.set_defaults(handler=_run_shard)
 
     db = commands.add_parser(
@@ -41,27 +43,12 @@ def register(commands: Any) -> None:
     migrate.set_defaults(handler=_run_migrate)
 
 
-def _log_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("SPOTMATCH_LOG_LEVEL", "INFO"),
-        help="logging level (default INFO)",
-    )
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-
-
 def _run_shard(args: argparse.Namespace) -> int:
     from shard.config import from_args
     from shard.server import run
 
-    setup_logging(args.log_level)
     config = from_args(args)
+    setup_logging(args.log_level, args.log_format, config.shard_id)
     _event_loop_policy()
     asyncio.run(run(config))
     return 0
