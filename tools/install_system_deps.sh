@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages spotmatch's tests and local cluster run: PostgreSQL (server
-# binaries; tests start private instances), etcd, Redis, and npm (for buf). Idempotent:
+# binaries; tests start private instances), etcd, Redis, npm (for buf), and gcc with the
+# Python headers (mypyc compiles the hot path, decision 0021). Idempotent:
 # installs only what is missing. Not root: prints the exact command instead.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing+=(python3-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
