@@ -30,7 +30,7 @@ import grpc
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 
 from .errors import ApiError
-from .status import command_error
+from .status import command_error, command_symbol
 
 METADATA_KEY = "authorization"
 _SCHEME = "Bearer "
@@ -200,8 +200,7 @@ def command_account(command: PbCommand) -> str | None:
 
 def permission_denied(command: PbCommand) -> orders_pb2.CommandError:
     """The CommandError of a command refused for its account (naming its symbol)."""
-    kind = command.WhichOneof("command")
-    symbol = str(getattr(getattr(command, kind), "symbol", "")) if kind else ""
+    symbol = command_symbol(command)
     return command_error(types_pb2.REJECT_CODE_PERMISSION_DENIED, DENIED_MESSAGE, symbol=symbol)
 
 

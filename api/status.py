@@ -28,7 +28,7 @@ from google.rpc.error_details_pb2 import BadRequest
 from google.rpc.status_pb2 import Status as RpcStatus
 from grpc_status import rpc_status
 
-from matching.v1 import orders_pb2, types_pb2
+from matching.v1 import orders_pb2, shard_pb2, types_pb2
 
 from .validation import Violation
 
@@ -152,6 +152,13 @@ def command_error(
         ],
         symbol=symbol,
     )
+
+
+def command_symbol(command: orders_pb2.OrderCommand | shard_pb2.ShardCommand) -> str:
+    """The symbol a command names, for its CommandError ("" when no kind is set, or for a
+    kind without one)."""
+    kind = command.WhichOneof("command")
+    return str(getattr(getattr(command, kind), "symbol", "")) if kind else ""
 
 
 def malformed_command_error(

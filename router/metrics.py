@@ -15,12 +15,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from matching.v1 import orders_pb2, types_pb2
 from router.links import LinkSet
 from router.routing import Dispatcher
+from telemetry.metrics import CALL_BUCKETS
 
 REQUEST_SECONDS = Histogram(
     "spotmatch_router_request_seconds",
     "From a call's (or stream message's) commands dispatched to all of them answered",
     ["router", "kind"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    buckets=CALL_BUCKETS,
 )
 COMMANDS = Counter(
     "spotmatch_router_commands_total",

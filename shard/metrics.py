@@ -2,11 +2,10 @@
 
 Counted once per committed batch, from what the batch answered: commands by outcome (an
 engine reject code, ``accepted``, ``replayed``, or the reason a command was refused
-unexecuted), batch sizes, the time from a batch's transaction start to its COMMIT and each
-call's time from its commands taken in to answered;
-and each change of a symbol's custody (served, recovering, moving, released), so moves,
-failovers, reloads and fencing show. Gauges (queued commands, symbols by state) are read
-when scraped.
+unexecuted), batch sizes, and the time from a batch's transaction start to its COMMIT.
+Counted once per call: its time from commands taken in to answered. Counted at each change
+of a symbol's custody (served, recovering, moving, released), so moves, failovers, reloads
+and fencing show. Gauges (queued commands, symbols by state) are read when scraped.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from shard.engine import Command, RejectCode, Report
 from shard.errors import CommandFailure
 from shard.ownership import RELEASED, SERVED, Ownership, SymbolState
 from shard.pipeline import Commit, Pipeline, StartCommit
+from telemetry.metrics import CALL_BUCKETS
 
 COMMANDS = Counter(
     "spotmatch_shard_commands_total",
@@ -60,7 +60,7 @@ REQUEST_SECONDS = Histogram(
     " their commit: unary, batch and trade calls of shard-aware clients; execute messages"
     " of routers",
     ["shard", "kind"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    buckets=CALL_BUCKETS,
 )
 REQUEST_KINDS = ("unary", "batch", "trade", "execute")
 QUEUED = Gauge("spotmatch_shard_queued_commands", "Commands waiting to be matched", ["shard"])

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from api.auth import UNRESTRICTED, Principal, denied_commands, permission_denied
-from api.status import command_error, malformed_command_error
+from api.status import command_error, command_symbol, malformed_command_error
 from api.validation import validate_command
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from shard.admission import Outcome
@@ -84,7 +84,7 @@ def _plan(
             continue
         if validate_command(pb):  # paths with the command's index only for a bad command
             violations = validate_command(pb, f"commands[{i}].")
-            plan.append(malformed_command_error(violations, _symbol_of(pb)))
+            plan.append(malformed_command_error(violations, command_symbol(pb)))
             continue
         cmd = command_from_pb(pb)
         if isinstance(cmd, MassCancelAllSymbols):
@@ -143,11 +143,6 @@ def _answer_mass(
 def failure_to_pb(failure: CommandFailure, symbol: str) -> orders_pb2.CommandError:
     hint = types_pb2.OwnerHint(shard_id=failure.owner_hint) if failure.owner_hint else None
     return command_error(failure.reason, failure.message, owner_hint=hint, symbol=symbol)  # type: ignore[arg-type]
-
-
-def _symbol_of(pb: PbCommand) -> str:
-    kind = pb.WhichOneof("command")
-    return str(getattr(getattr(pb, kind), "symbol", "")) if kind else ""
 
 
 def order_to_pb(row: tuple[Any, ...]) -> orders_pb2.Order:
