@@ -4,8 +4,7 @@ Rows are formatted with one %-template per table: a C-level format per row and o
 table, instead of psycopg's formatter call and an await per row (measured ~1 us against
 ~3 us per row, docs/benchmarks.md). Strings are copied verbatim, which is exact unless one
 holds a backslash, tab, CR or newline; the edge refuses control characters in ids, but this
-module does not rely on that: such a batch is reported (None) and the writer falls back to
-psycopg's own escaping.
+module does not rely on that: such a batch is formatted again with its strings escaped.
 """
 
 from __future__ import annotations
@@ -31,21 +30,29 @@ JOURNAL_COLUMNS = (
 # Orders: an empty client order id is stored as NULL (the idempotency index skips NULLs), so
 # the orders COPY reads '' as NULL. No other column of an order row can be empty: the symbol
 # and account of an accepted order never are, and numbers never are.
-COPY_ORDERS = f"COPY orders ({ORDER_COLUMNS}) FROM STDIN (NULL '')".encode()
-COPY_FILLS = f"COPY fills ({FILL_COLUMNS}) FROM STDIN".encode()
-COPY_JOURNAL = f"COPY journal ({JOURNAL_COLUMNS}) FROM STDIN".encode()
+COPY_ORDERS = f"COPY orders ({ORDER_COLUMNS}) FROM STDIN (NULL '')"
+COPY_FILLS = f"COPY fills ({FILL_COLUMNS}) FROM STDIN"
+COPY_JOURNAL = f"COPY journal ({JOURNAL_COLUMNS}) FROM STDIN"
 ORDER_ROW = "%d\t%s\t%s\t%s" + "\t%d" * 13 + "\n"
 FILL_ROW = "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\n"
 JOURNAL_ROW = "%s\t%d\t%d\t%s\t%s" + "\t%d" * 14 + "\n"
 
 
-def encode_rows(template: str, rows: Collection[tuple[Any, ...]]) -> bytes | None:
-    """The COPY text of ``rows`` (bools as 1/0), or None if some string needs escaping."""
+# COPY's text format: a backslash starts an escape; tab and newline end fields and rows.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(template: str, rows: Collection[tuple[Any, ...]]) -> bytes:
+    """The COPY text of ``rows`` (bools as 1/0)."""
     text = "".join([template % row for row in rows])
     tabs = template.count("\t") * len(rows)
     if text.count("\t") != tabs or text.count("\n") != len(rows) or "\\" in text or "\r" in text:
-        return None
+        text = "".join([template % tuple(map(_escaped, row)) for row in rows])
     return text.encode()
+
+
+def _escaped(value: object) -> object:
+    return value.translate(_ESCAPES) if isinstance(value, str) else value
 
 
 def array_literals(updates: Iterable[OrderUpdate]) -> list[str]:

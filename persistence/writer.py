@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection
-from typing import Any
 
 import psycopg
+from psycopg.pq.abc import PGresult
 from psycopg_pool import AsyncConnectionPool
 
 from . import failpoints
@@ -34,10 +33,11 @@ from .copy_text import (
     JOURNAL_ROW,
     ORDER_ROW,
     array_literals,
-    encode_rows,
+    copy_text,
 )
 from .errors import FencedError, PersistenceError
 from .rows import BatchRows
+from .wire import StatementError, Wire
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,15 @@ _APPLY_UPDATES = (
     " quantity = coalesce(s.quantity, o.quantity), cum_qty = coalesce(s.cum_qty, o.cum_qty),"
     " leaves_qty = s.leaves_qty, priority = coalesce(s.priority, o.priority),"
     " updated_seq = s.updated_seq"
-    " FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[], %s::bigint[])"
+    " FROM unnest('%s'::bigint[], '%s'::smallint[], '%s'::bigint[], '%s'::bigint[],"
+    " '%s'::bigint[], '%s'::bigint[], '%s'::bigint[], '%s'::bigint[])"
     " AS s(order_id, status, price, quantity, cum_qty, leaves_qty, priority, updated_seq)"
     " WHERE o.order_id = s.order_id"
 )
 
+# FOR SHARE: a concurrent epoch claim waits for this batch's commit, then sees its rows.
+_FENCE = "SELECT symbol, epoch FROM symbol_owner WHERE symbol IN (%s) FOR SHARE"
+_SET_STATUS = "UPDATE symbols SET status = %d WHERE symbol = %s"
 
 # A batch's transaction holds FOR SHARE locks on symbol_owner while it waits for the batch
 # before it to commit. If this process froze meanwhile (SIGSTOP, a stall) with the session
@@ -138,29 +141,57 @@ class BatchCommit:
 
     async def _run(self, pool: AsyncConnectionPool, timeout: float, batch: BatchRows) -> None:
         try:
-            async with pool.connection(timeout=timeout) as conn, conn.transaction():
-                await _check_fence(conn, batch.epochs)
-                await _insert_rows(conn, batch)
-                if not await self._go:
-                    raise psycopg.Rollback()  # leaves the block quietly, rolled back
-                await _update_rows(conn, batch)
-                failpoints.hit("before_commit")
-            if self._go.result():
-                failpoints.hit("after_commit")
-        except PersistenceError:  # fenced, a failpoint, a lost update
+            async with pool.connection(timeout=timeout) as conn:
+                wire = Wire(conn)
+                try:
+                    await _begin_and_insert(wire, batch)
+                    if not await self._go:
+                        await wire.query("ROLLBACK")
+                        return
+                    await _update_rows(wire, batch)
+                    failpoints.hit("before_commit")
+                    await _commit(wire)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                        await wire.query("ROLLBACK")
+                    raise
+            failpoints.hit("after_commit")
+        except PersistenceError:  # fenced, a failpoint, a lost update, a failed statement
             raise
-        except Exception as exc:  # driver, network, or a row that would not encode
+        except Exception as exc:  # driver, network
             raise PersistenceError(f"batch commit failed: {type(exc).__name__}: {exc}") from exc
 
 
-async def _check_fence(conn: psycopg.AsyncConnection, epochs: dict[str, int]) -> None:
-    if not epochs:
-        return
-    cur = await conn.execute(
-        "SELECT symbol, epoch FROM symbol_owner WHERE symbol = ANY(%s) FOR SHARE",
-        (list(epochs),),
-    )
-    current: dict[str, int] = dict(await cur.fetchall())
+async def _begin_and_insert(wire: Wire, batch: BatchRows) -> None:
+    """BEGIN, the fence check and what depends on no earlier batch (new rows only), as one
+    query: a round trip for the fence and one per COPY."""
+    statements, copies = ["BEGIN"], []
+    if batch.epochs:
+        symbols = ",".join([wire.literal(symbol) for symbol in batch.epochs])
+        statements.append(_FENCE % symbols)
+    for copy, template, rows in (
+        (COPY_ORDERS, ORDER_ROW, batch.orders.values()),
+        (COPY_FILLS, FILL_ROW, batch.fills),
+        (COPY_JOURNAL, JOURNAL_ROW, batch.journal),
+    ):
+        if rows:
+            statements.append(copy)
+            copies.append(copy_text(template, rows))
+    try:
+        results = await wire.query(";".join(statements), copies)
+    except StatementError as exc:  # fenced first: a newer owner's rows may be why it failed
+        if batch.epochs and len(exc.before) > 1:
+            _check_fence(batch.epochs, exc.before[1])
+        raise
+    if batch.epochs:
+        _check_fence(batch.epochs, results[1])
+
+
+def _check_fence(epochs: dict[str, int], owners: PGresult) -> None:
+    current = {
+        _text(owners.get_value(row, 0)): int(_text(owners.get_value(row, 1)))
+        for row in range(owners.ntuples)
+    }
     stale = {
         symbol: (ours, current.get(symbol, -1))
         for symbol, ours in epochs.items()
@@ -170,41 +201,30 @@ async def _check_fence(conn: psycopg.AsyncConnection, epochs: dict[str, int]) ->
         raise FencedError(stale)
 
 
-async def _insert_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
-    """What depends on no earlier batch: new rows only."""
-    async with conn.cursor() as cur:
-        if batch.orders:
-            await _copy(cur, COPY_ORDERS, ORDER_ROW, batch.orders.values())
-        if batch.fills:
-            await _copy(cur, COPY_FILLS, FILL_ROW, batch.fills)
-        if batch.journal:
-            await _copy(cur, COPY_JOURNAL, JOURNAL_ROW, batch.journal)
+def _text(value: bytes | None) -> str:
+    return "" if value is None else value.decode()
 
 
-async def _update_rows(conn: psycopg.AsyncConnection, batch: BatchRows) -> None:
-    """Changes to rows that earlier batches wrote (committed by now)."""
-    async with conn.cursor() as cur:
-        if batch.updates:
-            await cur.execute(_APPLY_UPDATES, array_literals(batch.updates.values()))
-            if cur.rowcount != len(batch.updates):  # an order not (yet) visible: never commit
-                raise PersistenceError(
-                    f"batch commit failed: {len(batch.updates) - cur.rowcount} of"
-                    f" {len(batch.updates)} order updates found no row"
-                )
-        for symbol, status in batch.symbol_status.items():
-            await cur.execute("UPDATE symbols SET status = %s WHERE symbol = %s", (status, symbol))
+async def _update_rows(wire: Wire, batch: BatchRows) -> None:
+    """Changes to rows that earlier batches wrote (committed by now), as one query."""
+    statements = []
+    if batch.updates:
+        statements.append(_APPLY_UPDATES % tuple(array_literals(batch.updates.values())))
+    for symbol, status in batch.symbol_status.items():
+        statements.append(_SET_STATUS % (int(status), wire.literal(symbol)))
+    if not statements:
+        return
+    results = await wire.query(";".join(statements))
+    if batch.updates:  # an order not (yet) visible: never commit
+        found = results[0].command_tuples or 0
+        if found != len(batch.updates):
+            raise PersistenceError(
+                f"batch commit failed: {len(batch.updates) - found} of"
+                f" {len(batch.updates)} order updates found no row"
+            )
 
 
-async def _copy(
-    cur: psycopg.AsyncCursor[tuple[object, ...]],
-    sql: bytes,
-    template: str,
-    rows: Collection[tuple[Any, ...]],
-) -> None:
-    data = encode_rows(template, rows)
-    async with cur.copy(sql) as copy:
-        if data is not None:
-            await copy.write(data)
-        else:  # some string needs escaping: psycopg's formatter does it
-            for row in rows:
-                await copy.write_row(row)
+async def _commit(wire: Wire) -> None:
+    (result,) = await wire.query("COMMIT")
+    if result.command_status != b"COMMIT":  # an aborted transaction answers ROLLBACK
+        raise PersistenceError(f"batch commit failed: COMMIT answered {result.command_status!r}")

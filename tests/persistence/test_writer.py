@@ -4,10 +4,11 @@ rollback, fencing. (Through the shard the writer is exercised by tests/shard/.)"
 from __future__ import annotations
 
 import pytest
+from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
-from persistence.copy_text import JOURNAL_ROW, ORDER_ROW, array_literals, encode_rows
-from persistence.errors import FencedError
+from persistence.copy_text import JOURNAL_ROW, ORDER_ROW, array_literals, copy_text
+from persistence.errors import FencedError, PersistenceError
 from persistence.fencing import claim_next_epoch
 from persistence.placements import find_placements
 from persistence.rows import FillRow, OrderUpdate
@@ -18,14 +19,20 @@ from tests.persistence.support import SYMBOL, batch, journal, order, rows
 
 
 def test_rows_become_tab_separated_lines_with_bools_as_digits() -> None:
-    text = encode_rows(JOURNAL_ROW, [journal(7, "acc", "c-1")])
+    text = copy_text(JOURNAL_ROW, [journal(7, "acc", "c-1")])
     assert text == b"BTC-USD\t7\t1\tacc\tc-1\t7\t1\t1\t1\t1\t1\t100\t5\t0\t0\t0\t0\t5\t1\n"
 
 
-@pytest.mark.parametrize("bad", ["back\\slash", "tab\there", "new\nline", "carriage\rreturn"])
-def test_a_string_that_needs_escaping_is_left_to_psycopg(bad: str) -> None:
-    assert encode_rows(ORDER_ROW, [order(1), order(2, account=bad)]) is None
-    assert encode_rows(ORDER_ROW, [order(1), order(2, cloid=bad)]) is None
+@pytest.mark.parametrize(
+    ("odd", "escaped"),
+    [("back\\slash", "back\\\\slash"), ("tab\there", "tab\\there"), ("new\nline", "new\\nline"),
+     ("carriage\rreturn", "carriage\\rreturn"), ("\\N", "\\\\N")],
+)  # fmt: skip
+def test_strings_that_copy_text_would_misread_are_escaped(odd: str, escaped: str) -> None:
+    plain = copy_text(ORDER_ROW, [order(1)])
+    text = copy_text(ORDER_ROW, [order(1), order(2, account=odd, cloid=odd)])
+    assert text.startswith(plain)
+    assert text[len(plain) :].split(b"\t")[2:4] == [escaped.encode()] * 2
 
 
 def test_update_columns_become_array_literals_with_nulls() -> None:
@@ -47,7 +54,7 @@ async def test_strings_are_stored_exactly_escaped_or_not(pool: AsyncConnectionPo
     plain.orders[1] = order(1, "plain", "")
     plain.journal.append(journal(1, "plain"))
     await writer.commit(plain)
-    odd = batch()  # backslashes and a tab: the psycopg-escaped path
+    odd = batch()  # backslashes and a tab: the escaped path
     odd.orders[2] = order(2, "we\\ird", "c\tid")
     odd.journal.append(journal(2, "we\\ird", "c\tid"))
     odd.fills.append(FillRow(SYMBOL, 2, 0, 1, 2, "plain", "we\\ird", 100, 1))
@@ -102,6 +109,41 @@ async def test_a_stale_epoch_is_fenced_and_writes_nothing(pool: AsyncConnectionP
         await BatchWriter(pool).commit(stale)
     assert fenced.value.symbols == {SYMBOL: (1, 2)}
     assert await rows(pool, "SELECT count(*) FROM journal") == [(0,)]
+
+
+async def test_a_fenced_batch_is_reported_fenced_even_when_its_rows_fail_too(
+    pool: AsyncConnectionPool,
+) -> None:
+    writer = BatchWriter(pool)
+    first = batch()
+    first.journal.append(journal(1))
+    await writer.commit(first)
+    async with pool.connection() as conn:  # a new owner, which has written seq 1 already
+        assert await claim_next_epoch(conn, SYMBOL, "shard-2") == 2
+    stale = batch(epoch=1)
+    stale.journal.append(journal(1))  # a duplicate key: the COPY fails as well
+    with pytest.raises(FencedError) as fenced:
+        await writer.commit(stale)
+    assert fenced.value.symbols == {SYMBOL: (1, 2)}
+
+
+async def test_an_update_that_finds_no_row_never_commits(pool: AsyncConnectionPool) -> None:
+    lost = batch()
+    lost.journal.append(journal(1))
+    lost.updates[99] = OrderUpdate(99, 4, None, None, None, 0, None, 1)  # never inserted
+    with pytest.raises(PersistenceError, match="1 of 1 order updates found no row"):
+        await BatchWriter(pool).commit(lost)
+    assert await rows(pool, "SELECT count(*) FROM journal") == [(0,)]
+    async with pool.connection() as conn:  # the pool got its connection back usable
+        assert conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+async def test_a_symbol_status_change_commits_with_its_batch(pool: AsyncConnectionPool) -> None:
+    halted = batch()
+    halted.journal.append(journal(1))
+    halted.symbol_status[SYMBOL] = 2
+    await BatchWriter(pool).commit(halted)
+    assert await rows(pool, "SELECT status FROM symbols") == [(2,)]
 
 
 async def test_placements_are_found_by_key_whatever_the_ids_hold(
