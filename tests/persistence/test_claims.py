@@ -31,6 +31,17 @@ async def test_new_ids_are_bound_to_their_symbols(pool: AsyncConnectionPool) -> 
     assert sorted(stored) == sorted((a, c, s) for (a, c), s in wanted.items())
 
 
+@pytest.mark.parametrize("odd", ["it's", "back\\slash", "E'\\x1f'", "'); DROP TABLE orders; --"])
+async def test_ids_are_stored_exactly_whatever_quotes_they_hold(
+    pool: AsyncConnectionPool, odd: str
+) -> None:
+    wanted = {(odd, "c1"): SYMBOL, ("a", odd): SYMBOL}
+    assert await claim(pool, wanted) == Claimed([], {})
+    stored = await rows(pool, "SELECT account, client_order_id FROM client_order_claims")
+    assert sorted(stored) == sorted(wanted)
+    assert await claim(pool, wanted) == Claimed([], wanted)  # and found again by key
+
+
 async def test_ids_bound_before_come_back_with_their_symbol_and_placement(
     pool: AsyncConnectionPool,
 ) -> None:
