@@ -8,19 +8,10 @@ from dataclasses import dataclass, field
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from marketdata.wire import diff_side
 from matching.v1 import market_data_pb2
 
 Levels = Sequence[tuple[int, int, int]]  # (price, quantity, order_count), best first
-
-
-def diff_side(old: Levels, new: Levels) -> list[tuple[int, int, int]]:
-    """Levels to send so that ``old`` becomes ``new``: changed or new levels with their new
-    totals, removed ones with quantity 0 (order by price, the order of ``new`` then removals)."""
-    before = {p: (q, n) for p, q, n in old}
-    out = [(p, q, n) for p, q, n in new if before.get(p) != (q, n)]
-    after = {p for p, _, _ in new}
-    out += [(p, 0, 0) for p, _, _ in old if p not in after]
-    return out
 
 
 def add_levels(

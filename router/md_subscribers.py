@@ -3,7 +3,7 @@
 Trimming: a symbol's feed holds the full published book (marketdata.book.L2Book of the
 shard's top-N view). Subscribers that asked for fewer levels are grouped by depth; each group
 keeps its own top-``depth`` view and turns every published delta into the diff of that view
-(``marketdata.book.diff_side``), computed once per group, not per subscriber. Forwarding the
+(``marketdata.wire.diff_side``), computed once per group, not per subscriber. Forwarding the
 published delta untrimmed would be wrong for a shallow subscriber: when a level leaves its
 top ``depth``, the level that moves up was never in its snapshot nor in the delta. Every
 delta is forwarded (possibly with no levels) so that ``prev_seq`` always chains for every

@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 
 from api.decoding import Handler
+from api.protowire import bytes_field
 from matching.v1 import market_data_pb2
-from router.wire import varint
 
 STREAM_MARKET_DATA = "/matching.v1.OrderGatewayService/StreamMarketData"
 _UPDATES = b"\x0a"  # StreamMarketDataResponse field 1, length-delimited
@@ -23,11 +23,7 @@ _UPDATES = b"\x0a"  # StreamMarketDataResponse field 1, length-delimited
 
 def framed(updates: Iterable[market_data_pb2.MarketDataUpdate]) -> list[bytes]:
     """Each update as one ``updates`` entry of a StreamMarketDataResponse."""
-    out = []
-    for update in updates:
-        body = update.SerializeToString()
-        out.append(_UPDATES + varint(len(body)) + body)
-    return out
+    return [bytes_field(_UPDATES, update.SerializeToString()) for update in updates]
 
 
 class EncodedResponses(grpc.aio.ServerInterceptor):

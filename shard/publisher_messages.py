@@ -1,14 +1,13 @@
 """The market-data messages a shard publishes, built from committed state (marketdata/ has the
-format: keys, diffs, the subscriber's book). Pure functions, called by the publishing task,
-never on the commit path."""
+format: keys, diffs, the subscriber's book) and encoded as bytes (marketdata/wire.py). Pure
+functions, called by the publishing task, never on the commit path."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from marketdata.book import delta_update as book_delta
-from marketdata.book import snapshot_update as book_snapshot
-from matching.v1 import gateway_pb2, market_data_pb2, types_pb2
+from marketdata import wire
+from matching.v1 import market_data_pb2, types_pb2
 from shard.engine import Fill
 from shard.pipeline import BookView
 
@@ -35,43 +34,31 @@ class Encoded(NamedTuple):
     resnapshot: bool = False  # the message is a RESNAPSHOT (the chain was broken)
 
 
-def snapshot_update(view: BookView, depth: int, as_of: int) -> market_data_pb2.MarketDataUpdate:
+def snapshot_update(view: BookView, depth: int, as_of: int) -> bytes:
     status = _HALTED if view.halted else _TRADING
-    return book_snapshot(view.symbol, view.seq, view.bids[:depth], view.asks[:depth], status, as_of)
+    return wire.snapshot_update(
+        view.symbol, view.seq, view.bids[:depth], view.asks[:depth], status, as_of
+    )
 
 
-def delta_update(old: BookView, new: BookView, depth: int) -> market_data_pb2.MarketDataUpdate:
+def delta_update(old: BookView, new: BookView, depth: int) -> bytes:
     """What turns the top ``depth`` levels of ``old`` into those of ``new``; prev_seq chains."""
     before = (old.bids[:depth], old.asks[:depth])
-    return book_delta(new.symbol, new.seq, old.seq, before, (new.bids[:depth], new.asks[:depth]))
-
-
-def trades_update(symbol: str, batch: TradeBatch) -> market_data_pb2.MarketDataUpdate:
-    side, now = batch.taker_side, batch.time_unix_nanos
-    return market_data_pb2.MarketDataUpdate(
-        symbol=symbol,
-        seq=batch.seq,
-        trades=market_data_pb2.PublicTrades(
-            trades=[
-                market_data_pb2.PublicTrade(
-                    price=fill.price,
-                    quantity=fill.quantity,
-                    taker_side=side,  # type: ignore[arg-type]
-                    match_index=i,
-                    time_unix_nanos=now,
-                )
-                for i, fill in enumerate(batch.fills)
-            ]
-        ),
+    return wire.delta_update(
+        new.symbol, new.seq, old.seq, before, (new.bids[:depth], new.asks[:depth])
     )
 
 
-def resnapshot_update(symbol: str, seq: int, reason: str) -> market_data_pb2.MarketDataUpdate:
+def trades_update(symbol: str, batch: TradeBatch) -> bytes:
+    fills = [(fill.price, fill.quantity) for fill in batch.fills]
+    return wire.trades_update(symbol, batch.seq, batch.taker_side, fills, batch.time_unix_nanos)
+
+
+def resnapshot_update(symbol: str, seq: int, reason: str) -> bytes:
+    status = market_data_pb2.FeedStatus(state=_RESNAPSHOT, reason=reason)
     return market_data_pb2.MarketDataUpdate(
-        symbol=symbol,
-        seq=seq,
-        status=market_data_pb2.FeedStatus(state=_RESNAPSHOT, reason=reason),
-    )
+        symbol=symbol, seq=seq, status=status
+    ).SerializeToString()
 
 
 def encode(
@@ -85,17 +72,13 @@ def encode(
     """One symbol's round. ``restart`` (a reason) breaks the chain: RESNAPSHOT, no delta;
     otherwise a delta from ``published`` (what subscribers hold) if the seq moved on."""
     updates = [trades_update(view.symbol, batch) for batch in trades]
-    book = snapshot_update(view, depth, as_of).SerializeToString()
-    entry = _response(updates) if updates else None
+    book = snapshot_update(view, depth, as_of)
+    entry = wire.response(updates) if updates else None
     if restart or published is None:  # the round's trades still go out, after the marker
         reason = restart or "no published state"
         channel = [resnapshot_update(view.symbol, view.seq, reason), *updates]
-    elif view.seq != published.seq:
+        return Encoded(book, entry, wire.response(channel), resnapshot=True)
+    if view.seq != published.seq:
         channel = [delta_update(published, view, depth), *updates]
-    else:
-        return Encoded(book, entry, None)
-    return Encoded(book, entry, _response(channel), resnapshot=channel[0].HasField("status"))
-
-
-def _response(updates: list[market_data_pb2.MarketDataUpdate]) -> bytes:
-    return gateway_pb2.StreamMarketDataResponse(updates=updates).SerializeToString()
+        return Encoded(book, entry, wire.response(channel))
+    return Encoded(book, entry, None)

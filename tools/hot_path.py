@@ -23,8 +23,9 @@ import sysconfig
 from pathlib import Path
 
 # What one command costs on the shard's event loop: the engine, admission and recording of
-# each command, the rows and their COPY text, and the edge's conversions. Measured in
-# docs/benchmarks.md (2026-12-07); pipeline, server and I/O code stays interpreted.
+# each command, the rows and their COPY text, and the edge's conversions; and the protobuf
+# bytes routers and publishers write themselves (api.protowire, marketdata.wire). Measured
+# in docs/benchmarks.md (2026-12-07); pipeline, server and I/O code stays interpreted.
 MODULES = (
     "shard.engine.types",
     "shard.engine.levels",
@@ -40,6 +41,8 @@ MODULES = (
     "persistence.copy_text",
     "persistence.rows",
     "api.validation",
+    "api.protowire",
+    "marketdata.wire",
 )
 # Interpreted modules whose `Final` constants compiled code reads: mypyc copies their values
 # into the extensions, so an edit there makes every extension stale too

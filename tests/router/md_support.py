@@ -24,8 +24,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from cluster.memory import MemoryRegistry, MemoryStore
 from cluster.model import Assignment, AssignmentState
-from marketdata.book import GapError, L2Book, diff_side
+from marketdata.book import GapError, L2Book
 from marketdata.keys import DEFAULT_DEPTH, TRADES_MAXLEN, book_key, trades_key, updates_channel
+from marketdata.wire import diff_side
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, market_data_pb2, types_pb2
 from router.md_subscribers import top
 from router.server import RouterNode

@@ -99,7 +99,7 @@ def _delta(
     before: tuple[list[tuple[int, int, int]], ...],
     after: tuple[list[tuple[int, int, int]], ...],
 ) -> market_data_pb2.MarketDataUpdate:
-    from marketdata.book import diff_side
+    from marketdata.wire import diff_side
     from tests.router.md_support import levels_pb
 
     delta = MD.OrderBookDelta(

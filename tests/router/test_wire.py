@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from api.protowire import varint
 from matching.v1 import orders_pb2, shard_pb2
-from router.wire import control_request, deadline_field, encode, execute_request, frame, varint
+from router.wire import control_request, deadline_field, encode, execute_request, frame
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from typing import Any
 
 import grpc
 
+from api.protowire import varint
 from matching.v1 import (
     gateway_pb2,
     gateway_pb2_grpc,
@@ -44,7 +45,7 @@ from tools.services.ports import free_port
 from tools.services.process import ServerProcess, wait_until
 
 from .errors import BenchError
-from .passthrough_link import PassthroughError, Pending, UpstreamLink, grpc_options, varint
+from .passthrough_link import PassthroughError, Pending, UpstreamLink, grpc_options
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from api.protowire import varint
 from matching.v1 import orders_pb2, shard_pb2
 from router.config import RouterConfig
 
@@ -56,15 +57,6 @@ def grpc_options() -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @dataclass(slots=True)
