@@ -124,9 +124,15 @@ def trades_update(
     return _update(symbol, seq, _UPDATE_TRADES, b"".join(parts))
 
 
+def response_entry(update: bytes) -> bytes:
+    """An encoded MarketDataUpdate as one ``updates`` entry of a StreamMarketDataResponse:
+    a response is its entries joined (routers queue entries per subscriber)."""
+    return bytes_field(_RESPONSE_UPDATES, update)
+
+
 def response(updates: Sequence[bytes]) -> bytes:
     """A StreamMarketDataResponse of encoded MarketDataUpdates."""
-    return b"".join([bytes_field(_RESPONSE_UPDATES, update) for update in updates])
+    return b"".join([response_entry(update) for update in updates])
 
 
 def _update(symbol: str, seq: int, tag: bytes, body: bytes) -> bytes:

@@ -14,16 +14,15 @@ from typing import Any
 import grpc
 
 from api.decoding import Handler
-from api.protowire import bytes_field
+from marketdata.wire import response_entry
 from matching.v1 import market_data_pb2
 
 STREAM_MARKET_DATA = "/matching.v1.OrderGatewayService/StreamMarketData"
-_UPDATES = b"\x0a"  # StreamMarketDataResponse field 1, length-delimited
 
 
 def framed(updates: Iterable[market_data_pb2.MarketDataUpdate]) -> list[bytes]:
     """Each update as one ``updates`` entry of a StreamMarketDataResponse."""
-    return [bytes_field(_UPDATES, update.SerializeToString()) for update in updates]
+    return [response_entry(update.SerializeToString()) for update in updates]
 
 
 class EncodedResponses(grpc.aio.ServerInterceptor):
