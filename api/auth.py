@@ -30,6 +30,7 @@ import grpc
 from matching.v1 import orders_pb2, shard_pb2, types_pb2
 
 from .errors import ApiError
+from .interception import Handler, HandlerWrapper
 from .status import command_error, command_symbol
 
 METADATA_KEY = "authorization"
@@ -41,7 +42,6 @@ DENIED_MESSAGE = "account not allowed for this credential"
 DENIED_STREAM = "a stream account is not allowed for this credential"
 DENIED_ORDER = "the order's account is not allowed for this credential"
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 PbCommand: TypeAlias = orders_pb2.OrderCommand | shard_pb2.ShardCommand
 _ACCOUNT_KINDS = frozenset(("place_order", "cancel_order", "amend_order", "mass_cancel"))
@@ -231,26 +231,18 @@ def stream_accounts(principal: Principal, asked: Iterable[str]) -> list[str] | N
 # --- servers and clients ----------------------------------------------------------------------
 
 
-class Authenticator(grpc.aio.ServerInterceptor):
+class Authenticator(HandlerWrapper):
     """UNAUTHENTICATED for calls of the protected services without a known token; the
     others run with their principal as ``current()``. Other services (health, reflection)
     stay open."""
 
     def __init__(self, protected: Mapping[str, Credentials]) -> None:
+        super().__init__()
         self._protected = {f"/{service}/": creds for service, creds in protected.items()}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        prefix = method[: method.rfind("/") + 1]
-        credentials = self._protected.get(prefix)
-        if handler is None or credentials is None:
-            return handler
-        return _wrap(handler, credentials)
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        credentials = self._protected.get(method[: method.rfind("/") + 1])
+        return handler if credentials is None else _wrap(handler, credentials)
 
 
 def _wrap(handler: Handler, credentials: Credentials) -> Handler:

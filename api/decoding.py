@@ -12,15 +12,15 @@ into INVALID_ARGUMENT for handlers that let it escape (server reflection).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from .errors import ApiError
+from .interception import Handler, HandlerWrapper
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _UNPARSEABLE = object()
 MESSAGE = "request is not a valid {} message"
 
@@ -29,16 +29,9 @@ class UnparseableRequest(ApiError):
     """A streamed request's bytes do not parse as the method's request message."""
 
 
-class DecodeGuard(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
-        return _guarded(handler)
+class DecodeGuard(HandlerWrapper):
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        return handler if handler.request_deserializer is None else _guarded(handler)
 
 
 def _guarded(handler: Handler) -> Handler:

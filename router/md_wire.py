@@ -8,12 +8,10 @@ then writes those bytes as they are (``EncodedResponses`` swaps its response ser
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import grpc
-
-from api.decoding import Handler
+from api.interception import Handler, HandlerWrapper
 from marketdata.wire import response_entry
 from matching.v1 import market_data_pb2
 
@@ -25,17 +23,12 @@ def framed(updates: Iterable[market_data_pb2.MarketDataUpdate]) -> list[bytes]:
     return [response_entry(update.SerializeToString()) for update in updates]
 
 
-class EncodedResponses(grpc.aio.ServerInterceptor):
+class EncodedResponses(HandlerWrapper):
     """StreamMarketData answers with bytes already encoded (``framed``, joined): they go to
     the wire as they are; message objects are still serialized."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method != STREAM_MARKET_DATA:
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if method != STREAM_MARKET_DATA:
             return handler
         serialize = handler.response_serializer
         assert serialize is not None

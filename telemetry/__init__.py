@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from api.decoding import Handler
+from .server_spans import ServerSpans
 
 log = logging.getLogger(__name__)
 
@@ -60,38 +59,8 @@ def _add_otlp_exporter(provider: TracerProvider) -> None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 
 
-# The OpenTelemetry aio interceptor assumes streaming handlers are async generators; ours
-# write through their context (bounded, ordered, with a write timeout), so long-lived streams
-# are traced per batch by the pipeline's spans instead of per call here.
-_UNTRACED_STREAMS = frozenset({"Execute", "Trade", "StreamMarketData"})
-
-
-class _TracedCalls(grpc.aio.ServerInterceptor):
-    """OpenTelemetry's server interceptor for every call but the long-lived streams.
-
-    The method check is ours, not the instrumentation's ``filter_``: its filters split the
-    method path with os.path and try isinstance against grpc's ABCs, three times for three
-    names, on every call (~55 us per unary call on a router: decision 0005)."""
-
-    def __init__(self) -> None:
-        self._otel = aio_server_interceptor()  # type: ignore[no-untyped-call]
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        method = handler_call_details.method.rpartition("/")[2]
-        if method in _UNTRACED_STREAMS:
-            return await continuation(handler_call_details)
-        handler: Handler | None = await self._otel.intercept_service(
-            continuation, handler_call_details
-        )
-        return handler
-
-
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    return [_TracedCalls()]
+    return [ServerSpans()]
 
 
 def client_interceptors() -> list[Any]:

@@ -118,14 +118,16 @@ async def one_run(
     steady = await drive(router, symbols, p, rate, f"open-{tag}")
     record, acked = await _market_data_phases(e, symbols, p, rate, tag, progress)
     progress.update(f"{where} unary, {p.unary_clients} callers in flight")
-    unary = await run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
+    unary, unary_cpu = await metered(
+        e.pids, run_unary(router, symbols, p.unary_clients, p.duration_s, p.seed, f"u-{tag}")
+    )
     progress.update(f"{where} raw two-hop ceiling (passthrough pair)")
     ceiling = await drive(raw, symbols, p, None, f"raw-{tag}", echo=True)
     raw_unary = await run_unary(raw, symbols, p.unary_clients, p.duration_s, p.seed, "raw")
     record |= {
         "max": {**summarize(peak), "cpu_us_per_order": peak_cpu},
         "open_loop": {"rate": round(rate), **summarize(steady)},
-        "unary": summarize(unary),
+        "unary": {**summarize(unary), "cpu_us_per_order": unary_cpu},
         "raw_two_hop": summarize(ceiling),
         "raw_two_hop_unary": summarize(raw_unary),
         "timeline": {
@@ -273,6 +275,7 @@ def _result(
         ],
         "cpu_us_per_order": _median_cpu(runs, "max"),
         "md_cpu_us_per_order": _median_cpu(runs, "max_with_md"),
+        "unary_cpu_us_per_order": _median_cpu(runs, "unary"),
         "open_loop_p50_ms": med("open_loop", "p50_ms"),
         "open_loop_p99_ms": med("open_loop", "p99_ms"),
         "open_loop_rate": round(med("open_loop", "rate")),
@@ -333,7 +336,8 @@ def _lines(r: dict[str, Any]) -> list[str]:
         f"  max throughput with them {r['md_orders_per_sec']:,} orders/s"
         f" (ratio {r['md_throughput_ratio']:.2f} of without)",
         f"CPU per order at max throughput, us: {_cpu_line(r['cpu_us_per_order'])};"
-        f" with the subscribers: {_cpu_line(r['md_cpu_us_per_order'])}",
+        f" with the subscribers: {_cpu_line(r['md_cpu_us_per_order'])};"
+        f" unary, per call: {_cpu_line(r['unary_cpu_us_per_order'])}",
         f"GetOrderBook, {r['params']['book_readers']} callers:"
         f" {r['orderbook_calls_per_sec']:,} calls/s",
         f"raw two-hop ceiling (client -> proxy -> echo server, same run):"

@@ -72,6 +72,8 @@ def test_a_tiny_run_prints_one_json_object_last(tmp_path: Path) -> None:
     assert result["cpu_us_per_order"]["shard"] > 0 and result["cpu_us_per_order"]["router"] > 0
     assert "subscribers" not in result["cpu_us_per_order"]
     assert result["md_cpu_us_per_order"]["subscribers"] > 0
+    assert result["unary_cpu_us_per_order"]["router"] > 0
+    assert result["unary_cpu_us_per_order"]["shard"] > 0
     assert result["run_results"][0]["orderbook"]["errors"] == 0
     measured = result["md_orders_per_sec"] / result["orders_per_sec"]
     assert abs(result["md_throughput_ratio"] - measured) < 0.002
