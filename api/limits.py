@@ -26,6 +26,9 @@ ACCOUNT_MAX_BYTES: Final = 64
 
 # types.proto: "client_order_id: at most 64 characters" (characters, as the engine counts).
 CLIENT_ORDER_ID_MAX_CHARS: Final = 64
+# Past 64 characters a placement is the engine's reject, reported and journalled; past this
+# many it is malformed, refused before it reaches a shard (api/validation.py).
+CLIENT_ORDER_ID_WIRE_MAX_CHARS: Final = 1_024
 
 # gateway.proto StreamMarketDataRequest.symbols: "at least one; at most 100".
 MARKET_DATA_MIN_SYMBOLS: Final = 1

@@ -119,8 +119,23 @@ def _no_control(out: list[Violation], value: str, field: str) -> None:
         out.append(Violation(field, CONTROL_RULE))
 
 
+def _client_order_id_shape(out: list[Violation], value: str, prefix: str) -> None:
+    """A client order id over 64 characters is the engine's reject (a report); one far
+    over it is refused at the edge: carried to a shard (a router frames it into a batch)
+    and journalled, megabytes of it would break the router's stream to that shard."""
+    _no_control(out, value, prefix + "client_order_id")
+    if len(value) > limits.CLIENT_ORDER_ID_WIRE_MAX_CHARS:
+        out.append(
+            Violation(
+                prefix + "client_order_id",
+                f"must be at most {limits.CLIENT_ORDER_ID_MAX_CHARS} characters",
+            )
+        )
+
+
 def _client_order_id(out: list[Violation], value: str, prefix: str) -> None:
-    if len(value) > limits.CLIENT_ORDER_ID_MAX_CHARS:
+    # Past the wire bound _client_order_id_shape has reported it already.
+    if limits.CLIENT_ORDER_ID_MAX_CHARS < len(value) <= limits.CLIENT_ORDER_ID_WIRE_MAX_CHARS:
         out.append(
             Violation(
                 prefix + "client_order_id",
@@ -152,7 +167,7 @@ def validate_place_order(
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=strict)
-    _no_control(out, msg.client_order_id, prefix + "client_order_id")
+    _client_order_id_shape(out, msg.client_order_id, prefix)
     if strict:
         _place_engine_rules(out, msg, prefix)
     return out
@@ -202,7 +217,7 @@ def validate_cancel_order(
     out: list[Violation] = []
     _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=False)
-    _no_control(out, msg.client_order_id, prefix + "client_order_id")
+    _client_order_id_shape(out, msg.client_order_id, prefix)
     if strict:
         _order_reference(out, msg, prefix)
     return out

@@ -10,9 +10,9 @@ from typing import Any
 
 import grpc
 
+from api.request_validation import validate_execute_request
 from api.status import bad_request_status
 from api.stream_session import run_session
-from api.validation import validate_command_count
 from matching.v1 import orders_pb2, shard_pb2, shard_pb2_grpc
 from shard.config import ShardConfig
 from shard.engine import MassCancel
@@ -51,8 +51,10 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         session = StreamSession(self._config.stream_inflight, self._config.stream_write_timeout)
 
         async def read() -> None:
+            first = True
             async for request in request_iterator:
-                await self._accept(request, session, context)
+                await self._accept(request, session, context, first_message=first)
+                first = False
 
         async def close(clean: bool) -> None:
             # However it ends, clean or not: accounts the router still has subscribed are
@@ -67,8 +69,12 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         request: shard_pb2.ExecuteRequest,
         session: StreamSession,
         context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        first_message: bool,
     ) -> None:
-        violations = validate_command_count(len(request.commands))
+        # Subscribed accounts end up in journal rows (their cancels on disconnect): one the
+        # database cannot store would fail every batch those cancels ride in.
+        violations = validate_execute_request(request, first_message=first_message)
         if violations:
             status = bad_request_status(violations)
             await context.abort(status.code, status.details, status.trailing_metadata)

@@ -131,6 +131,17 @@ MALFORMED: list[tuple[str, Command, str]] = [
     ("no command kind", orders_pb2.OrderCommand(correlation_id=3), "command"),
     ("no shard command kind", shard_pb2.ShardCommand(), "command"),
     ("negative deadline", with_deadline(place(), -1), "deadline_unix_nanos"),
+    ("huge client order id", place(client_order_id="c" * 1_025), "place_order.client_order_id"),
+    (
+        "cancel huge client order id",
+        cancel(order_id=0, client_order_id="c" * 1_025),
+        "cancel_order.client_order_id",
+    ),
+    (
+        "amend huge client order id",
+        amend(client_order_id="c" * 1_025),
+        "amend_order.client_order_id",
+    ),
 ]
 
 

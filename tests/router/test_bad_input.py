@@ -213,3 +213,36 @@ async def test_unparseable_bytes_on_every_kind_of_rpc_are_invalid_argument(
                     await (call.read() if hasattr(call, "read") else call)
                 assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (port, call)
                 assert "Traceback" not in (caught.value.details() or "")
+
+
+async def test_a_command_too_big_to_frame_is_refused_and_the_link_stays_up(pg_dsn: str) -> None:
+    """A request just under the router's message limit whose one command, framed into an
+    ExecuteRequest, would pass the limit: sent, it could end the link's stream, failing
+    everything in flight on it and cancelling every subscribed maker's orders."""
+    limit = 64 << 10
+    async with cluster(pg_dsn) as state:
+        await state.start_shard("shard-a", (BTC, ETH))
+        async with running_router(state, max_message_bytes=limit, batch_max_bytes=limit // 2) as (
+            node,
+            router,
+        ):
+            maker = trade(router)
+            options = gateway_pb2.TradeStreamOptions(accounts=["mm"], cancel_on_disconnect=True)
+            resting = order(account="mm", client_order_id="q-1")
+            await maker.write(gateway_pb2.TradeRequest(options=options, commands=[resting]))
+            assert (await maker.read()).results[0].report.status == T.ORDER_STATUS_NEW
+            link = node.links.all()[0]
+            huge = order(account="big", client_order_id="c" * (limit - 200))
+            assert huge.ByteSize() < limit
+            outcome = await _unary_outcome(router, huge)
+            assert outcome[0] == grpc.StatusCode.INVALID_ARGUMENT
+            assert outcome[1] == ["commands[0].place_order.client_order_id"]
+            await maker.write(gateway_pb2.TradeRequest(commands=[order(account="mm")]))
+            assert (await maker.read()).results[0].report.status == T.ORDER_STATUS_NEW
+            assert node.links.all()[0] is link and link.ready
+            rows = await journal(pg_dsn, BTC)  # no cancel of mm's orders, nothing of "big"
+            assert [(account, status) for _, account, status in rows] == [
+                ("mm", T.ORDER_STATUS_NEW),
+                ("mm", T.ORDER_STATUS_NEW),
+            ]
+            await maker.done_writing()

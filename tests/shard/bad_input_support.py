@@ -108,6 +108,17 @@ MALFORMED: list[tuple[str, Command, str]] = [
     ("mass-cancel-no-account", mass(), "mass_cancel.account"),
     ("mass-cancel-unknown-side", mass(account="maker", side=9), "mass_cancel.side"),
     ("mass-cancel-bad-symbol", mass(symbol="BTC/USDT", account="maker"), "mass_cancel.symbol"),
+    # Past the 64 characters the engine rejects, the wire's bound (limits.py) refuses it.
+    (
+        "place-client-order-id-huge",
+        order(client_order_id="c" * 2_000),
+        "place_order.client_order_id",
+    ),
+    (
+        "cancel-client-order-id-huge",
+        cancel(client_order_id="c" * 2_000),
+        "cancel_order.client_order_id",
+    ),
 ]
 NEGATIVE_DEADLINE = cmd(deadline_unix_nanos=-1, place_order=ioc_probe("bad"))
 BATCH_ONLY: list[tuple[str, Command, str]] = [  # not expressible in a unary request

@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from api.stream_session import UNSOLICITED_CAP
-from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2
+from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, shard_pb2, shard_pb2_grpc
 from shard.server import ShardNode
 from tests.checkers import check_durable_record
 from tests.shard.bad_input_support import (
@@ -84,6 +84,10 @@ pytestmark = pytest.mark.integration
 GATEWAY = "/matching.v1.OrderGatewayService/"
 SMALL_LIMIT = 64 << 10  # max_message_bytes of the size tests
 ALL_MALFORMED = MALFORMED + BATCH_ONLY
+
+
+def _sub(account: str, *, cancel: bool = False) -> shard_pb2.AccountSubscription:
+    return shard_pb2.AccountSubscription(account=account, cancel_on_disconnect=cancel)
 
 
 @pytest.fixture
@@ -276,6 +280,41 @@ async def test_more_than_1000_commands_fail_the_whole_message(db: str) -> None:
         assert [r.correlation_id for r in results] == list(range(1, 1001))
         assert all(r.report.status == T.ORDER_STATUS_EXPIRED for r in results)
         assert len(change(before, await durable(db)).journal) == 1000
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (shard_pb2.ExecuteRequest(subscribe=[_sub("a\x00", cancel=True)]), "subscribe[0].account"),
+        (shard_pb2.ExecuteRequest(subscribe=[_sub("")]), "subscribe[0].account"),
+        (shard_pb2.ExecuteRequest(unsubscribe_accounts=["b\x01"]), "unsubscribe_accounts[0]"),
+        (
+            shard_pb2.ExecuteRequest(
+                commands=[shard_pb2.ShardCommand(correlation_id=1, place_order=ioc_probe("zero"))]
+            ),
+            "batch_id",
+        ),
+    ],
+    ids=["nul-account", "empty-account", "control-character", "commands-without-batch-id"],
+)
+async def test_a_malformed_execute_message_ends_the_stream_and_changes_nothing(
+    db: str, request_: shard_pb2.ExecuteRequest, field: str
+) -> None:
+    """An account the journal cannot store, subscribed with cancel-on-disconnect, would
+    put its cancels into every later batch (each failing at COPY) once the stream ended."""
+    async with shard(db) as (node, stub):
+        before = await durable(db)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
+            call: Any = shard_pb2_grpc.ShardServiceStub(channel).Execute(timeout=TIMEOUT)
+            await call.write(request_)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call.read()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(caught.value) == [field]
+        await assert_serves(stub)
+        await asyncio.sleep(0.2)  # the stream's end ran its cancels, if any
+        await assert_serves(stub, "after-again")
+        assert len(change(before, await durable(db)).journal) == 2  # the two probes only
 
 
 # --- 4. unparseable bytes ----------------------------------------------------------------
