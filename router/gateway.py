@@ -26,6 +26,7 @@ from api.auth import (
     permission_denied,
     stream_accounts,
 )
+from api.deadlines import deadline_after
 from api.request_validation import (
     validate_get_order_book_request,
     validate_get_order_request,
@@ -91,7 +92,7 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         remaining = context.time_remaining() if context is not None else None
         if remaining is not None:
             timeout = min(timeout, remaining) if stream else remaining
-        return time.time_ns() + int(timeout * 1e9)
+        return deadline_after(timeout)
 
     # --- one command per call ---------------------------------------------------------
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from api.auth import DENIED_ORDER, DENIED_STREAM, Principal, current, stream_accounts
+from api.deadlines import deadline_after
 from api.request_validation import (
     validate_get_order_book_request,
     validate_get_order_request,
@@ -236,7 +236,7 @@ def _bound_by_call_deadline(command: orders_pb2.OrderCommand, context: Context) 
     remaining = context.time_remaining()
     if remaining is None:
         return
-    deadline = time.time_ns() + int(remaining * 1e9)
+    deadline = deadline_after(remaining)
     own = command.deadline_unix_nanos
     command.deadline_unix_nanos = min(own, deadline) if own > 0 else deadline
 
