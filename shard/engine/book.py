@@ -67,6 +67,14 @@ class OrderBook:
         self._by_cloid: dict[tuple[str, str], RestingOrder] = {}
         self._by_account: dict[str, dict[int, RestingOrder]] = {}
 
+    def clear(self) -> None:
+        """Drop every order (the book is going away: reloaded, moved, fenced out)."""
+        self.bids.clear()
+        self.asks.clear()
+        self._orders.clear()
+        self._by_cloid.clear()
+        self._by_account.clear()
+
     def _cache_spec(self) -> None:
         spec = self.spec
         self._tick, self._lot = spec.tick_size, spec.lot_size

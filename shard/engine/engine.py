@@ -53,7 +53,9 @@ class MatchingEngine:
         return book
 
     def remove_symbol(self, symbol: str) -> None:
-        self._books.pop(symbol, None)
+        book = self._books.pop(symbol, None)
+        if book is not None:
+            book.clear()  # freed by reference counting, frozen or not (BookSide.clear)
 
     def symbols(self) -> list[str]:
         return list(self._books)

@@ -110,6 +110,17 @@ class BookSide:
         self.keys: list[int] = []
         self.levels: dict[int, PriceLevel] = {}
 
+    def clear(self) -> None:
+        """Empty the side, unlinking each order from its level. An order and its level refer
+        to each other, and the shard keeps long-lived objects out of the cycle collector's
+        reach (gc.freeze): a dropped book whose cycles were left in place is never freed."""
+        for level in self.levels.values():
+            for order in level.queue:
+                order.level = None
+            level.queue.clear()
+        self.levels.clear()
+        self.keys.clear()
+
     def best_price(self) -> int | None:
         keys = self.keys
         return self.sign * keys[-1] if keys else None
