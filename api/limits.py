@@ -30,6 +30,10 @@ CLIENT_ORDER_ID_MAX_CHARS: Final = 64
 # many it is malformed, refused before it reaches a shard (api/validation.py).
 CLIENT_ORDER_ID_WIRE_MAX_CHARS: Final = 1_024
 
+# gateway.proto TradeStreamOptions.accounts: "At most 1,000". Each is subscribed on every
+# shard link a router has, and sent again whole when a link reconnects.
+STREAM_MAX_ACCOUNTS: Final = 1_000
+
 # gateway.proto StreamMarketDataRequest.symbols: "at least one; at most 100".
 MARKET_DATA_MIN_SYMBOLS: Final = 1
 MARKET_DATA_MAX_SYMBOLS: Final = 100

@@ -73,8 +73,12 @@ def validate_trade_request(
     if req.HasField("options"):
         if not first_message:
             out.append(Violation("options", "only allowed in the stream's first message"))
-        for i, account in enumerate(req.options.accounts):
-            out.extend(validate_account(account, f"options.accounts[{i}]"))
+        accounts = req.options.accounts
+        if len(accounts) > limits.STREAM_MAX_ACCOUNTS:
+            out.append(Violation("options.accounts", f"at most {limits.STREAM_MAX_ACCOUNTS}"))
+        else:
+            for i, account in enumerate(accounts):
+                out.extend(validate_account(account, f"options.accounts[{i}]"))
     return out
 
 

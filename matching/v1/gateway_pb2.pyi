@@ -287,6 +287,7 @@ class TradeStreamOptions(_message.Message):
         """Accounts whose unsolicited reports (maker fills, STP expiries, system cancels) this stream
         receives and which cancel_on_disconnect covers. Each must be allowed for the caller
         (else PERMISSION_DENIED for the stream). Empty = every account the credential may trade.
+        At most 1,000 (else INVALID_ARGUMENT for the stream).
         """
 
     def __init__(

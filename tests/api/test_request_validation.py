@@ -92,6 +92,19 @@ def test_trade_request_accounts_and_count() -> None:
     ]
 
 
+def test_trade_request_accounts_are_bounded_in_number() -> None:
+    """Each account is subscribed on every shard link, and all of them go again in one
+    message when a link reconnects: past the limit the stream fails, nothing subscribed."""
+    most = [f"a{i}" for i in range(limits.STREAM_MAX_ACCOUNTS)]
+    at_most = gateway_pb2.TradeStreamOptions(accounts=most)
+    assert (
+        validate_trade_request(gateway_pb2.TradeRequest(options=at_most), first_message=True) == []
+    )
+    over = gateway_pb2.TradeStreamOptions(accounts=[*most, "one-more"])
+    request = gateway_pb2.TradeRequest(options=over)
+    assert fields_of(validate_trade_request(request, first_message=True)) == ["options.accounts"]
+
+
 def test_execute_request_rules() -> None:
     cmd = shard_pb2.ShardCommand(place_order=PLACE)
     good = shard_pb2.ExecuteRequest(
