@@ -88,7 +88,9 @@ def _plan(
             continue
         cmd = command_from_pb(pb)
         if isinstance(cmd, MassCancelAllSymbols):
-            expanded = mass_cancel_symbols(cmd, ownership.serving())
+            # Every owned symbol: one away now (reloading, moving) answers a retryable error,
+            # where leaving it out would look like a cancel that covered it.
+            expanded = mass_cancel_symbols(cmd, ownership.owned())
             plan.append((len(domain), len(expanded)))
             domain.extend(expanded)
             deadlines.extend([pb.deadline_unix_nanos] * len(expanded))

@@ -187,8 +187,8 @@ async def test_a_shard_with_a_cluster_token_refuses_other_callers(guarded: Clust
     try:
         execute: Any = shard_pb2_grpc.ShardServiceStub(channel).Execute
         call = execute(timeout=TIMEOUT)
-        await call.write(shard_pb2.ExecuteRequest())
-        with pytest.raises(grpc.aio.AioRpcError) as err:
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # the write itself may see it
+            await call.write(shard_pb2.ExecuteRequest())
             await call.read()
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -306,8 +306,8 @@ async def test_a_malformed_execute_message_ends_the_stream_and_changes_nothing(
         before = await durable(db)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel:
             call: Any = shard_pb2_grpc.ShardServiceStub(channel).Execute(timeout=TIMEOUT)
-            await call.write(request_)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call.write(request_)
                 await call.read()
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert violations(caught.value) == [field]

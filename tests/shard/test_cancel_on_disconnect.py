@@ -14,6 +14,7 @@ import grpc
 import psycopg
 
 from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, shard_pb2, shard_pb2_grpc
+from matching.v1 import types_pb2 as T
 from persistence import failpoints
 from shard.ownership import SymbolState
 from tests.shard.support import config, gateway, place, prepare_db, running_node, submit
@@ -150,23 +151,55 @@ async def test_a_stream_broken_while_its_symbol_reloads_cancels_once_the_symbol_
     client's stream breaks meanwhile. Its BTC order is cancelled once BTC serves again."""
     await prepare_db(pg_dsn)
     async with running_node(config(pg_dsn)) as node:
-        async with resting_trade_stream(node.port, "gone") as (stub, call, _done):
-            with psycopg.connect(pg_dsn) as blocker:
-                blocker.execute("SELECT 1 FROM symbol_owner WHERE symbol = 'BTC-USDT' FOR SHARE")
-                failpoints.configure("before_commit=fail")
-                try:
-                    [failed] = await submit(stub, [_command(place("BTC-USDT", "x", 1, 1, 90))])
-                finally:
-                    failpoints.configure("")
-                assert failed.error.retryable, failed
-                owned = node.ownership.get("BTC-USDT")
-                assert owned is not None and owned.state is SymbolState.RECOVERING
-                call.cancel()
-                await asyncio.sleep(0.3)
-                assert resting_count(pg_dsn, "gone") == 1  # owed: BTC's book is away
-                blocker.commit()
+        stream = resting_trade_stream(node.port, "gone")
+        async with stream as (stub, call, _done), btc_reloading(pg_dsn, stub):
+            owned = node.ownership.get("BTC-USDT")
+            assert owned is not None and owned.state is SymbolState.RECOVERING
+            call.cancel()
+            await asyncio.sleep(0.3)
+            assert resting_count(pg_dsn, "gone") == 1  # owed: BTC's book is away
         await until_resting(pg_dsn, "gone", 0)
 
 
 def _command(order: orders_pb2.PlaceOrder) -> orders_pb2.OrderCommand:
     return orders_pb2.OrderCommand(place_order=order)
+
+
+@asynccontextmanager
+async def btc_reloading(
+    dsn: str, stub: gateway_pb2_grpc.OrderGatewayServiceStub
+) -> AsyncIterator[None]:
+    """A failed commit sends BTC reloading; its epoch claim, held up by a row lock, keeps it
+    reloading until the block ends."""
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("SELECT 1 FROM symbol_owner WHERE symbol = 'BTC-USDT' FOR SHARE")
+        failpoints.configure("before_commit=fail")
+        try:
+            [failed] = await submit(stub, [_command(place("BTC-USDT", "x", 1, 1, 80))])
+        finally:
+            failpoints.configure("")
+        assert failed.error.retryable, failed
+        yield
+        blocker.commit()
+
+
+async def test_a_mass_cancel_of_every_symbol_answers_for_a_reloading_one(pg_dsn: str) -> None:
+    """A mass cancel without a symbol covers every symbol the shard owns: one reloading now
+    gets a retryable error in the result, never silence (its orders stay, and the caller must
+    know they did)."""
+    await prepare_db(pg_dsn)
+    async with running_node(config(pg_dsn)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            for symbol, quantity in (("BTC-USDT", 1), ("ETH-USDT", 20)):
+                [placed] = await submit(stub, [_command(place(symbol, "mm", 1, quantity, 90))])
+                assert placed.report.status == T.ORDER_STATUS_NEW, placed
+            async with btc_reloading(pg_dsn, stub):
+                everything = orders_pb2.OrderCommand(
+                    mass_cancel=orders_pb2.MassCancel(symbol="", account="mm")
+                )
+                [result] = await submit(stub, [everything])
+    mass = result.mass_cancel
+    assert [r.symbol for r in mass.reports] == ["ETH-USDT"]
+    assert [(e.symbol, e.retryable) for e in mass.errors] == [("BTC-USDT", True)]
+    assert resting_count(pg_dsn, "mm") == 1  # BTC's: the caller was told it was not cancelled
