@@ -92,3 +92,24 @@ async def test_a_fill_committed_after_an_answer_stays_after_it() -> None:
         [("ETH", 20), ("BTC", 14)],
         [("BTC", 15)],
     ]
+
+
+async def test_a_long_queue_of_two_symbols_splits_around_an_answer_in_order() -> None:
+    """A slow reader's queue: the answer takes every earlier report of its symbol ahead of
+    it, in queue order, and leaves the other symbol's (equal messages included) in place."""
+    session = OrderedSession(8, 1.0)
+    n = 300
+
+    async def script(answer: Callable[..., Awaitable[None]]) -> None:
+        gate = asyncio.Event()
+        await answer(gate, ("BTC", n + 1))
+        for i in range(1, n + 1):
+            deliver(session, reports(("BTC", i)))
+            deliver(session, reports(("ETH", i // 2)))  # pairs of equal messages
+        gate.set()
+
+    assert await run(session, script) == [
+        *([("BTC", i)] for i in range(1, n + 1)),
+        [("BTC", n + 1)],
+        *([("ETH", i // 2)] for i in range(1, n + 1)),
+    ]
