@@ -125,23 +125,19 @@ def _client_order_id_shape(out: list[Violation], value: str, prefix: str) -> Non
     and journalled, megabytes of it would break the router's stream to that shard."""
     _no_control(out, value, prefix + "client_order_id")
     if len(value) > limits.CLIENT_ORDER_ID_WIRE_MAX_CHARS:
-        out.append(
-            Violation(
-                prefix + "client_order_id",
-                f"must be at most {limits.CLIENT_ORDER_ID_MAX_CHARS} characters",
-            )
-        )
+        out.append(_cloid_too_long(prefix))
 
 
 def _client_order_id(out: list[Violation], value: str, prefix: str) -> None:
     # Past the wire bound _client_order_id_shape has reported it already.
     if limits.CLIENT_ORDER_ID_MAX_CHARS < len(value) <= limits.CLIENT_ORDER_ID_WIRE_MAX_CHARS:
-        out.append(
-            Violation(
-                prefix + "client_order_id",
-                f"must be at most {limits.CLIENT_ORDER_ID_MAX_CHARS} characters",
-            )
-        )
+        out.append(_cloid_too_long(prefix))
+
+
+def _cloid_too_long(prefix: str) -> Violation:
+    return Violation(
+        prefix + "client_order_id", f"must be at most {limits.CLIENT_ORDER_ID_MAX_CHARS} characters"
+    )
 
 
 def validate_symbol(value: str, field: str = "symbol") -> list[Violation]:

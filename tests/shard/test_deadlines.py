@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 import psycopg
 
+from api.limits import INT64_MAX
 from matching.v1 import (
     gateway_pb2,
     gateway_pb2_grpc,
@@ -26,6 +27,7 @@ from shard.engine import MatchingEngine, PlaceOrder, Report, SymbolSpec
 from shard.errors import CommandFailure
 from shard.idempotency import IdempotencyIndex
 from shard.ownership import Ownership
+from tests.api.test_deadlines import TEN_THOUSAND_YEARS
 from tests.shard.support import all_new, config, place, prepare_db, running_node
 
 
@@ -135,3 +137,15 @@ def test_a_unary_calls_deadline_bounds_its_command() -> None:
     earlier = orders_pb2.OrderCommand(deadline_unix_nanos=own, place_order=bounded.place_order)
     _bound_by_call_deadline(earlier, _CallWithDeadline(2.0))
     assert earlier.deadline_unix_nanos == own
+
+
+def test_a_call_deadline_past_int64_bounds_its_command_at_the_largest() -> None:
+    """Before: storing now + 10,000 years in the int64 field raised, failing the call."""
+    from shard.gateway import _bound_by_call_deadline
+
+    command = orders_pb2.OrderCommand(place_order=place("BTC-USDT", "a", 1, 1, 100))
+    _bound_by_call_deadline(command, _CallWithDeadline(TEN_THOUSAND_YEARS))
+    assert command.deadline_unix_nanos == INT64_MAX
+    command.deadline_unix_nanos = 5
+    _bound_by_call_deadline(command, _CallWithDeadline(TEN_THOUSAND_YEARS))
+    assert command.deadline_unix_nanos == 5  # its own, earlier deadline stands
