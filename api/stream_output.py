@@ -32,13 +32,19 @@ class StreamOutput:
         self._ready = asyncio.Event()
         self._cap = unsolicited_cap
         self._unsolicited = 0  # messages of ``put_unsolicited`` in the queue
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def put_answer(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start one request's work once a slot is free; its answer keeps its place."""
+        """Start one request's work once a slot is free; its answer keeps its place. Once
+        closed, nothing starts: a cut-off stream's orders must not trade after its
+        cancel-on-disconnect (a request can be waiting for a slot when that begins)."""
         await self._slots.acquire()
+        if self._closed:
+            self._slots.release()
+            return
         self._put(asyncio.ensure_future(work()))
 
     def put_unsolicited(self, message: Any) -> bool:
@@ -99,11 +105,14 @@ class StreamOutput:
             self._unsolicited -= len(earlier)
         return earlier
 
-    def cancel_pending(self) -> None:
-        """Drop everything queued, cancelling answers still being worked on."""
+    def close(self) -> None:
+        """Start no more work; drop everything queued, cancelling answers still being worked
+        on (their slots come back, so a request waiting for one wakes and starts nothing)."""
+        self._closed = True
         for item in self._items:
             if isinstance(item, asyncio.Future):
                 item.cancel()
+                self._slots.release()
         self._items.clear()
         self._unsolicited = 0
 

@@ -81,17 +81,17 @@ class OrderedSession:
         return True
 
     def _cut_off(self, context: Context, why: str) -> None:
-        self.closed = True
-        self.cancel_pending()
+        self.close()
         if self.on_cut_off is not None:
             self.on_cut_off()
         context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
         context.set_details(f"stream reader too slow: {why}")
         log.warning("cut off a slow stream reader: %s", why)
 
-    def cancel_pending(self) -> None:
-        """Drop everything queued, cancelling answers still being worked on."""
-        self._out.cancel_pending()
+    def close(self) -> None:
+        """Deliver nothing more, start no more requests, cancel those being worked on."""
+        self.closed = True
+        self._out.close()
 
 
 async def run_session(
@@ -116,9 +116,16 @@ async def run_session(
             close_task = asyncio.ensure_future(on_close(clean))
         return close_task
 
-    session.on_cut_off = lambda: close_once(False)  # a cut-off stream is cleaned up at once
     reader = asyncio.create_task(read())
     reader.add_done_callback(lambda _: session.finish())
+
+    def cut_off() -> None:
+        # Cleaned up at once, while the stalled write lingers; and read no more: a request
+        # read after the clean-up began would trade after cancel-on-disconnect ran.
+        reader.cancel()
+        close_once(False)
+
+    session.on_cut_off = cut_off
     clean = False
     try:
         ended = await session.write_all(context) and _ended_cleanly(reader)
@@ -126,11 +133,10 @@ async def run_session(
             await await_late_cancel()  # raises if the "end" was the client's cancel
         clean = ended
     finally:
-        session.closed = True
+        session.close()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
-        session.cancel_pending()
         await close_once(clean)
     if not reader.cancelled() and reader.exception() is not None:
         await _end_with_reader_error(context, reader.exception())

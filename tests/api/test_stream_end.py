@@ -19,6 +19,7 @@ from api import stream_session
 from api.stream_session import OrderedSession, run_session
 from router.streams import TradeSession
 from shard.streams import StreamSession
+from tests.api.support import GatedContext
 
 CANCELS = 300
 HALF_CLOSES = 4
@@ -96,23 +97,6 @@ async def test_a_cancel_after_the_last_answer_is_a_disconnect(
         await server.stop(None)
     assert verdicts.count(False) == CANCELS
     assert verdicts.count(True) == HALF_CLOSES
-
-
-class GatedContext:
-    """A call whose writes wait for ``gate``."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.code: grpc.StatusCode | None = None
-
-    async def write(self, message: bytes) -> None:
-        await self.gate.wait()
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        pass
 
 
 async def test_an_overflow_queued_behind_the_end_is_no_clean_end(
