@@ -20,12 +20,12 @@ ORDER_COLUMNS = (
 )
 FILL_COLUMNS = (
     "symbol, seq, match_index, maker_order_id, taker_order_id, maker_account, taker_account,"
-    " price, quantity"
+    " price, quantity, maker_leaves_qty"
 )
 JOURNAL_COLUMNS = (
     "symbol, seq, kind, account, client_order_id, order_id, side, order_type, time_in_force,"
     " post_only, stp, price, quantity, symbol_status, status, reject_code, cum_qty,"
-    " leaves_qty, epoch"
+    " leaves_qty, epoch, expired_order_ids"
 )
 # Orders: an empty client order id is stored as NULL (the idempotency index skips NULLs), so
 # the orders COPY reads '' as NULL. No other column of an order row can be empty: the symbol
@@ -34,8 +34,8 @@ COPY_ORDERS = f"COPY orders ({ORDER_COLUMNS}) FROM STDIN (NULL '')"
 COPY_FILLS = f"COPY fills ({FILL_COLUMNS}) FROM STDIN"
 COPY_JOURNAL = f"COPY journal ({JOURNAL_COLUMNS}) FROM STDIN"
 ORDER_ROW = "%d\t%s\t%s\t%s" + "\t%d" * 13 + "\n"
-FILL_ROW = "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\n"
-JOURNAL_ROW = "%s\t%d\t%d\t%s\t%s" + "\t%d" * 14 + "\n"
+FILL_ROW = "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n"
+JOURNAL_ROW = "%s\t%d\t%d\t%s\t%s" + "\t%d" * 14 + "\t%s\n"
 
 
 # COPY's text format: a backslash starts an escape; tab and newline end fields and rows.

@@ -26,7 +26,17 @@ class StoredPlacement(NamedTuple):
     reject_code: int
     cum_qty: int
     leaves_qty: int
-    fills: list[tuple[int, str, int, int, int]]  # maker id, maker account, price, qty, index
+    expired: list[int] | None  # orders it expired (STP makers); None: stored before 0003
+    fills: list[StoredFill]
+
+
+class StoredFill(NamedTuple):
+    maker_order_id: int
+    maker_account: str
+    maker_client_order_id: str
+    price: int
+    quantity: int
+    maker_leaves_qty: int | None  # None: stored before migration 0003
 
 
 # The placement as it was sent and answered: its journal row (the order row may have been
@@ -34,7 +44,7 @@ class StoredPlacement(NamedTuple):
 _PLACEMENTS = (
     "SELECT o.account, o.client_order_id, o.symbol, j.side, j.order_type, j.time_in_force,"
     " j.price, j.quantity, j.post_only, j.stp, o.order_id, j.seq, j.status, j.reject_code,"
-    " j.cum_qty, j.leaves_qty"
+    " j.cum_qty, j.leaves_qty, j.expired_order_ids"
     " FROM {keys} AS k(account, client_order_id)"
     " JOIN orders o USING (account, client_order_id)"
     " JOIN journal j ON j.symbol = o.symbol AND j.seq = o.created_seq"
@@ -56,13 +66,15 @@ async def find_placements(
 async def _attach_fills(conn: psycopg.AsyncConnection, found: list[StoredPlacement]) -> None:
     by_seq = {(p.symbol, p.seq): p for p in found}
     cur = await conn.execute(
-        "SELECT f.symbol, f.seq, f.maker_order_id, f.maker_account, f.price, f.quantity,"
-        " f.match_index FROM unnest(%s::text[], %s::bigint[]) AS k(symbol, seq)"
-        " JOIN fills f USING (symbol, seq) ORDER BY f.symbol, f.seq, f.match_index",
+        "SELECT f.symbol, f.seq, f.maker_order_id, f.maker_account,"
+        " coalesce(m.client_order_id, ''), f.price, f.quantity, f.maker_leaves_qty"
+        " FROM unnest(%s::text[], %s::bigint[]) AS k(symbol, seq)"
+        " JOIN fills f USING (symbol, seq) JOIN orders m ON m.order_id = f.maker_order_id"
+        " ORDER BY f.symbol, f.seq, f.match_index",
         ([p.symbol for p in found], [p.seq for p in found]),
     )
-    for symbol, seq, maker_id, maker_account, price, qty, index in await cur.fetchall():
-        by_seq[symbol, seq].fills.append((maker_id, maker_account, price, qty, index))
+    for symbol, seq, *fill in await cur.fetchall():
+        by_seq[symbol, seq].fills.append(StoredFill._make(fill))
 
 
 ORDER_QUERY_COLUMNS = (

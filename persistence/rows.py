@@ -55,6 +55,7 @@ class FillRow(NamedTuple):
     taker_account: str
     price: int
     quantity: int
+    maker_leaves_qty: int  # the maker's remaining quantity after this fill
 
 
 class JournalRow(NamedTuple):
@@ -77,6 +78,7 @@ class JournalRow(NamedTuple):
     cum_qty: int
     leaves_qty: int
     epoch: int
+    expired_order_ids: str  # a Postgres array literal: the orders the command expired
 
 
 @dataclass

@@ -36,6 +36,7 @@ from shard.ownership import OwnedSymbol, Ownership, SymbolState
 from shard.recording import record
 
 _new = tuple.__new__  # builds NamedTuples without their Python-level __new__
+_UNKNOWN = -1  # a replayed fill's maker state, where rows stored before migration 0003 lack it
 _LATE = CommandFailure(
     REASON_DEADLINE_EXCEEDED, "the command's deadline passed before it could run; not executed"
 )
@@ -187,9 +188,16 @@ def _placement_from(p: StoredPlacement) -> Placement:
     )
     fills = tuple(
         Fill(
-            maker_id, maker_account, "", p.order_id, price, qty, -1, -1
-        )  # maker state then: unknown
-        for maker_id, maker_account, price, qty, _ in p.fills
+            f.maker_order_id,
+            f.maker_account,
+            f.maker_client_order_id,
+            p.order_id,
+            f.price,
+            f.quantity,
+            _UNKNOWN if f.maker_leaves_qty is None else f.maker_leaves_qty,
+            _UNKNOWN,  # the maker's cum: no field of a taker's answer (shard/edge.py)
+        )
+        for f in p.fills
     )
     report = Report(
         p.symbol,
@@ -202,9 +210,9 @@ def _placement_from(p: StoredPlacement) -> Placement:
         p.price,
         p.cum_qty,
         p.leaves_qty,
-        0,
+        p.seq if p.leaves_qty else 0,  # it rests: queued by its own command
         fills,
-        (),
+        tuple(p.expired or ()),
         p.side,
     )
     return Placement(fp, report)

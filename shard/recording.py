@@ -25,6 +25,12 @@ KIND_PLACE, KIND_CANCEL, KIND_AMEND, KIND_MASS_CANCEL, KIND_SET_STATUS = 1, 2, 3
 _FILLED, _PARTIAL = int(OrderStatus.FILLED), int(OrderStatus.PARTIALLY_FILLED)
 _CANCELED, _EXPIRED = int(OrderStatus.CANCELED), int(OrderStatus.EXPIRED)
 _REJECTED = OrderStatus.REJECTED
+_NONE = "{}"  # no order expired: the journal's empty id array
+
+
+def id_array(order_ids: tuple[int, ...]) -> str:
+    """The Postgres array literal of ``order_ids``, for the journal's COPY text."""
+    return "{" + ",".join(map(str, order_ids)) + "}"
 
 
 def record(cmd: Command, report: Report, epoch: int, rows: BatchRows) -> None:
@@ -111,6 +117,7 @@ def _makers(report: Report, rows: BatchRows) -> None:
                     report.account,
                     fill.price,
                     fill.quantity,
+                    fill.maker_leaves,
                 ),
             )
         )
@@ -188,9 +195,11 @@ def journal_row(cmd: Command, report: Report, epoch: int) -> JournalRow:
                 r.cum_qty,
                 r.leaves_qty,
                 epoch,
+                id_array(r.expired) if r.expired else _NONE,
             ),
         )
-    result = (int(r.status), int(r.reject_code), r.cum_qty, r.leaves_qty, epoch)
+    expired = id_array(r.expired) if r.expired else _NONE
+    result = (int(r.status), int(r.reject_code), r.cum_qty, r.leaves_qty, epoch, expired)
     if type(cmd) is CancelOrder:
         return _new(
             JournalRow,

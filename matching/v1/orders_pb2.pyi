@@ -464,8 +464,8 @@ class ExecutionReport(_message.Message):
 
     @_builtins.property
     def expired_order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Other orders of the account the command removed: makers expired by self-trade prevention,
-        or the orders a mass cancel cancelled (ascending).
+        """Other orders of the account the command removed: makers expired by self-trade prevention
+        (in the order matching met them), or the orders a mass cancel cancelled (ascending).
         """
 
     def __init__(

@@ -16,7 +16,7 @@ def order(order_id: int, account: str = "a", cloid: str = "", leaves: int = 5) -
 
 def journal(seq: int, account: str = "a", cloid: str = "", epoch: int = 1) -> JournalRow:
     return JournalRow(SYMBOL, seq, 1, account, cloid, seq, 1, 1, 1, True, 1, 100, 5, 0, 0, 0,
-                      0, 5, epoch)  # fmt: skip
+                      0, 5, epoch, "{}")  # fmt: skip
 
 
 def batch(epoch: int = 1) -> BatchRows:

@@ -20,7 +20,7 @@ from tests.persistence.support import SYMBOL, batch, journal, order, rows
 
 def test_rows_become_tab_separated_lines_with_bools_as_digits() -> None:
     text = copy_text(JOURNAL_ROW, [journal(7, "acc", "c-1")])
-    assert text == b"BTC-USD\t7\t1\tacc\tc-1\t7\t1\t1\t1\t1\t1\t100\t5\t0\t0\t0\t0\t5\t1\n"
+    assert text == b"BTC-USD\t7\t1\tacc\tc-1\t7\t1\t1\t1\t1\t1\t100\t5\t0\t0\t0\t0\t5\t1\t{}\n"
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ async def test_strings_are_stored_exactly_escaped_or_not(pool: AsyncConnectionPo
     odd = batch()  # backslashes and a tab: the escaped path
     odd.orders[2] = order(2, "we\\ird", "c\tid")
     odd.journal.append(journal(2, "we\\ird", "c\tid"))
-    odd.fills.append(FillRow(SYMBOL, 2, 0, 1, 2, "plain", "we\\ird", 100, 1))
+    odd.fills.append(FillRow(SYMBOL, 2, 0, 1, 2, "plain", "we\\ird", 100, 1, 0))
     await writer.commit(odd)
     assert await rows(pool, "SELECT order_id, account, client_order_id FROM orders ORDER BY 1") == [
         (1, "plain", None),  # no client order id: NULL, which the idempotency index skips

@@ -130,6 +130,55 @@ async def test_a_retry_of_an_amended_order_replays_what_was_placed(db: str) -> N
     assert (late.price, late.side) == (100, types_pb2.SIDE_SELL)  # as placed
 
 
+def _as_answered(report: orders_pb2.ExecutionReport) -> orders_pb2.ExecutionReport:
+    """``report`` without what a replay may change: the flag and the time it was sent."""
+    same = orders_pb2.ExecutionReport()
+    same.CopyFrom(report)
+    same.ClearField("replayed")
+    same.ClearField("transact_time_unix_nanos")
+    return same
+
+
+async def test_a_retry_after_a_restart_answers_what_the_placement_answered(db: str) -> None:
+    """Answered from Postgres (nothing in memory), a retry carries every field of the first
+    answer: its fills' maker client order ids and leaves, the STP-expired makers, and the
+    priority of what rests."""
+    buy, sell = types_pb2.SIDE_BUY, types_pb2.SIDE_SELL
+    expire_maker = types_pb2.STP_MODE_EXPIRE_MAKER
+    makers = [
+        place(BTC, "bob", sell, 3, 100, cloid="b-1"),
+        place(BTC, "alice", sell, 2, 100, cloid="a-own"),
+        place(BTC, "alice", sell, 4, 100, cloid="a-own-2"),
+        place(BTC, "bob", sell, 10, 101, cloid="b-2"),
+    ]
+    takers = [
+        place(BTC, "alice", buy, 5, 100, cloid="t-stp", stp=expire_maker),  # rests 2
+        place(BTC, "carol", buy, 4, 101, cloid="t-partial"),  # b-2 keeps 6
+    ]
+    async with running_node(config(db)) as node:
+        channel, stub = gateway(node.port)
+        async with channel:
+            for maker in makers:
+                await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=maker))
+            first = [
+                (await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=t))).report
+                for t in takers
+            ]
+    stp, partial = first
+    assert len(stp.expired_order_ids) == 2 and stp.leaves_qty == 2 and stp.priority == stp.seq
+    assert [f.maker_client_order_id for f in stp.fills] == ["b-1"]
+    assert [f.maker_leaves_qty for f in partial.fills] == [6]
+    async with running_node(config(db)) as node:  # empty in-memory index: Postgres answers
+        channel, stub = gateway(node.port)
+        async with channel:
+            late = [
+                (await stub.SubmitOrder(gateway_pb2.SubmitOrderRequest(order=t))).report
+                for t in takers
+            ]
+    assert all(r.replayed for r in late)
+    assert list(map(_as_answered, late)) == list(map(_as_answered, first))
+
+
 async def test_failed_commit_is_never_acknowledged_and_the_shard_recovers(db: str) -> None:
     port = free_port()
     async with running_node(config(db, metrics_listen=f"127.0.0.1:{port}")) as node:

@@ -46,10 +46,10 @@ def _batches(n: int, first_id: int, epoch: int) -> list[BatchRows]:
             )  # fmt: skip
             rows.journal.append(JournalRow(
                 SYMBOL, seq, 1, account, cloid, order_id, side, 1, 1, False, 1, price, 5, 0,
-                1, 0, 0, 5, epoch,
+                1, 0, 0, 5, epoch, "{}",
             ))  # fmt: skip
             if i % 5 == 0:
-                fill = FillRow(SYMBOL, seq, 0, order_id - 1, order_id, "m", "t", price, 1)
+                fill = FillRow(SYMBOL, seq, 0, order_id - 1, order_id, "m", "t", price, 1, 0)
                 rows.fills.append(fill)
         for cancelled in before[: n // 3]:
             rows.updates[cancelled] = OrderUpdate(cancelled, 4, None, None, None, 0, None, seq)
