@@ -234,6 +234,7 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         ]
         if again:  # a shard paused them (a move, a reload) before this router saw it
             results = [*results, *await execute(again)]
+        self._links.subscriptions.fan_out(system_cancels(results))
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
                      for r in results) - len(refused)  # fmt: skip
         if failed:
@@ -326,6 +327,25 @@ def _denied(command: orders_pb2.OrderCommand) -> orders_pb2.CommandResult:
 async def _abort_if(violations: list[Violation], context: Context) -> None:
     if violations:
         await abort_malformed(context, violations)
+
+
+def system_cancels(results: Sequence[orders_pb2.CommandResult]) -> list[orders_pb2.CommandResult]:
+    """What a cancel-on-disconnect cancelled, as unsolicited SYSTEM_CANCEL reports for the
+    account's other streams (the gone one drops them)."""
+    return [
+        orders_pb2.CommandResult(report=_as_system_cancel(report))
+        for result in results
+        if result.WhichOneof("result") == "mass_cancel"
+        for report in result.mass_cancel.reports
+        if report.expired_order_ids
+    ]
+
+
+def _as_system_cancel(report: orders_pb2.ExecutionReport) -> orders_pb2.ExecutionReport:
+    told = orders_pb2.ExecutionReport()
+    told.CopyFrom(report)
+    told.kind = orders_pb2.REPORT_KIND_SYSTEM_CANCEL
+    return told
 
 
 def refused_symbols(

@@ -36,7 +36,15 @@ from opentelemetry.trace import Link, SpanContext, StatusCode
 from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
 from shard.admission import Admission, Outcome
-from shard.engine import Command, Level, MassCancel, MatchingEngine, Side, SymbolStatus
+from shard.engine import (
+    Command,
+    Level,
+    MassCancel,
+    MatchingEngine,
+    Report,
+    Side,
+    SymbolStatus,
+)
 from shard.errors import (
     REASON_OUTCOME_UNKNOWN,
     REASON_SYMBOL_MOVING,
@@ -140,6 +148,8 @@ class Pipeline:
         self._forming = False  # the matcher holds a batch it is looking up client order ids for
         self.owed = OwedCancels(ownership)
         self.after_commit: list[AfterCommit] = []
+        # Committed protective mass cancels (cancel-on-disconnect, owed or not).
+        self.after_system_cancel: list[Callable[[list[Report]], None]] = []
         self.committed_books: dict[str, BookView] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -416,9 +426,14 @@ class Pipeline:
             owned = self.ownership.get(symbol)  # dropped meanwhile: its view must not return
             if owned is not None and owned.epoch == epochs.get(symbol, owned.epoch):
                 self.committed_books[symbol] = view
+        system_cancels: list[Report] = []
         for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
             if not sub.future.done():
                 sub.future.set_result(outcomes)
+            if sub.owes:
+                system_cancels.extend(o for o in outcomes if type(o) is Report)
+        for system_hook in self.after_system_cancel if system_cancels else ():
+            system_hook(system_cancels)
         for hook in self.after_commit:
             hook(_committed(batch))  # a generator: a hook with nothing to do pays nothing
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from api.stream_session import OrderedSession
 from matching.v1 import orders_pb2
-from shard.edge import maker_expired_reports, maker_fill_reports
+from shard.edge import maker_expired_reports, maker_fill_reports, report_to_pb
 from shard.engine import Command, Report
+from shard.system_cancels import HeldReports
 
+_SYSTEM_CANCEL = orders_pb2.REPORT_KIND_SYSTEM_CANCEL
 Results = list[orders_pb2.CommandResult]
 Wrap = Callable[[Results, Any], Any]  # builds the stream's response message
 
@@ -26,20 +28,26 @@ class StreamSession(OrderedSession):
         super().__init__(inflight, write_timeout)
         self.accounts: set[str] = set()
         self.cancel_on_disconnect: set[str] = set()
+        self.router_id = ""  # an Execute stream's router ("" for a client's Trade stream)
 
     def cancels_on_disconnect(self) -> bool:
         return bool(self.cancel_on_disconnect)
 
 
 class Subscribers:
-    """Which streams want reports for which accounts (maker fills, STP expiries)."""
+    """Which streams want reports for which accounts (maker fills, STP expiries, system
+    cancels: shard/system_cancels.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: HeldReports | None = None) -> None:
         self._by_account: dict[str, set[tuple[StreamSession, Wrap]]] = defaultdict(set)
+        self._held = HeldReports() if held is None else held
 
     def subscribe(self, session: StreamSession, wrap: Wrap, account: str) -> None:
         session.accounts.add(account)
         self._by_account[account].add((session, wrap))
+        missed = self._held.take(account, session.router_id)
+        if missed:
+            session.deliver(wrap(missed, None))
 
     def accounts(self) -> set[str]:
         """The accounts some stream is subscribed to."""
@@ -83,6 +91,20 @@ class Subscribers:
                 ),
             ):
                 self._send(report)
+
+    def publish_system_cancels(self, reports: Iterable[Report]) -> None:
+        """Pipeline hook: committed cancels of gone clients' orders, to the account's
+        streams now and held for the routers that are not subscribed now."""
+        now = time.time_ns()
+        for report in reports:
+            if not report.expired:
+                continue
+            pb = report_to_pb(report, transact_time_unix_nanos=now, kind=_SYSTEM_CANCEL)
+            result = orders_pb2.CommandResult(correlation_id=0, report=pb)
+            told = self._by_account.get(report.account, ())
+            for session, wrap in told:
+                session.deliver(wrap([result], None))
+            self._held.hold(report.account, result, {session.router_id for session, _ in told})
 
     def _send(self, report: orders_pb2.ExecutionReport) -> None:
         result = orders_pb2.CommandResult(correlation_id=0, report=report)

@@ -120,7 +120,10 @@ class AccountSubscription(_message.Message):
     """If true and this Execute stream ends without first unsubscribing the account (router
     crash, network failure), the shard mass-cancels the account's orders on every symbol it
     owns. Lets cancel-on-disconnect survive the router itself dying. A router that ends the
-    stream on purpose while its clients stay connected unsubscribes them first.
+    stream on purpose while its clients stay connected unsubscribes them first. What was
+    cancelled goes out as REPORT_KIND_SYSTEM_CANCEL to the account's streams, and is held
+    (60 s) for a router that subscribes the account again: one whose link broke learns it
+    on reconnecting, once.
     """
     def __init__(
         self,

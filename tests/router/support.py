@@ -55,17 +55,24 @@ class Cluster:
         self._registrations: dict[str, Registration] = {}
 
     async def start_shard(
-        self, shard_id: str, symbols: tuple[str, ...], *, assign: bool = True, **overrides: Any
+        self,
+        shard_id: str,
+        symbols: tuple[str, ...],
+        *,
+        assign: bool = True,
+        address: str = "",
+        **overrides: Any,
     ) -> ShardNode:
-        """A shard serving ``symbols`` (taking them in Postgres), registered; its symbols
-        assigned ACTIVE to it unless ``assign`` is False. Restarts reuse the shard's port."""
+        """A shard serving ``symbols`` (taking them in Postgres), registered (at ``address``
+        if given, e.g. a proxy's; else its own); its symbols assigned ACTIVE to it unless
+        ``assign`` is False. Restarts reuse the shard's port."""
         port = self.ports.setdefault(shard_id, free_port())
         cfg = shard_config(self.dsn, symbols, shard_id=shard_id, listen=f"127.0.0.1:{port}",
                            shutdown_grace=1.0, **overrides)  # fmt: skip
         node = ShardNode(cfg)
         await node.start()
         self.shards[shard_id] = node
-        await self.join(shard_id)
+        await self.join(shard_id, address)
         if assign:
             for symbol in symbols:
                 await self.assign(symbol, shard_id)
@@ -76,10 +83,10 @@ class Cluster:
         if leave:
             await self.leave(shard_id)
 
-    async def join(self, shard_id: str) -> None:
+    async def join(self, shard_id: str, address: str = "") -> None:
         """Register the shard as a member, unless it is one."""
         if shard_id not in self._registrations:
-            record = ShardRecord(shard_id, f"127.0.0.1:{self.ports[shard_id]}")
+            record = ShardRecord(shard_id, address or f"127.0.0.1:{self.ports[shard_id]}")
             self._registrations[shard_id] = await self.admin.register_shard(record, 5)
 
     async def leave(self, shard_id: str) -> None:

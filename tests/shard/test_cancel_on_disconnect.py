@@ -203,3 +203,78 @@ async def test_a_mass_cancel_of_every_symbol_answers_for_a_reloading_one(pg_dsn:
     assert [r.symbol for r in mass.reports] == ["ETH-USDT"]
     assert [(e.symbol, e.retryable) for e in mass.errors] == [("BTC-USDT", True)]
     assert resting_count(pg_dsn, "mm") == 1  # BTC's: the caller was told it was not cancelled
+
+
+class ExecuteStream:
+    """A router's Execute stream, written to on demand."""
+
+    def __init__(self, channel: grpc.aio.Channel, router_id: str) -> None:
+        self._requests: asyncio.Queue[shard_pb2.ExecuteRequest] = asyncio.Queue()
+        options = shard_pb2.ExecuteStreamOptions(router_id=router_id)
+        self._requests.put_nowait(shard_pb2.ExecuteRequest(options=options))
+        self.call = shard_pb2_grpc.ShardServiceStub(channel).Execute(self._stream())
+
+    async def _stream(self) -> AsyncIterator[shard_pb2.ExecuteRequest]:
+        while True:
+            yield await self._requests.get()
+
+    def send(self, **fields: Any) -> None:
+        self._requests.put_nowait(shard_pb2.ExecuteRequest(**fields))
+
+    def subscribe(self, account: str, *, cancel_on_disconnect: bool = False) -> None:
+        sub = shard_pb2.AccountSubscription(
+            account=account, cancel_on_disconnect=cancel_on_disconnect
+        )
+        self.send(subscribe=[sub])
+
+    async def read(self) -> shard_pb2.ExecuteResponse:
+        return await asyncio.wait_for(self.call.read(), 10)
+
+
+def system_cancels(message: shard_pb2.ExecuteResponse) -> list[tuple[str, list[int]]]:
+    return [
+        (r.report.account, list(r.report.expired_order_ids))
+        for r in message.results
+        if r.report.kind == orders_pb2.REPORT_KIND_SYSTEM_CANCEL
+    ]
+
+
+async def test_a_router_whose_link_broke_is_told_on_reconnecting_what_was_cancelled(
+    pg_dsn: str,
+) -> None:
+    """The shard cancels what router r1's broken link subscribed with cancel-on-disconnect.
+    A router subscribed to the account then (r2) is told at once; r1 is told when it
+    reconnects and subscribes again, once; r2 reconnecting is not told twice."""
+    await prepare_db(pg_dsn)
+    async with (
+        running_node(config(pg_dsn)) as node,
+        grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel,
+    ):
+        broken, other = ExecuteStream(channel, "r1"), ExecuteStream(channel, "r2")
+        broken.subscribe("mm", cancel_on_disconnect=True)
+        other.subscribe("mm")
+        placed = shard_pb2.ShardCommand(
+            correlation_id=1, place_order=place("BTC-USDT", "mm", 1, 1, 100)
+        )
+        broken.send(batch_id=1, commands=[placed])
+        order_id = (await broken.read()).results[0].report.order_id
+        assert order_id
+        broken.call.cancel()  # the link breaks; router r1 and its clients stay up
+        assert system_cancels(await other.read()) == [("mm", [order_id])]
+        await until_resting(pg_dsn, "mm", 0)
+
+        again = ExecuteStream(channel, "r1")
+        again.subscribe("mm", cancel_on_disconnect=True)
+        assert system_cancels(await again.read()) == [("mm", [order_id])]
+
+        other.call.cancel()
+        other_again = ExecuteStream(channel, "r2")
+        other_again.subscribe("mm")
+        probe = shard_pb2.ShardCommand(
+            correlation_id=2, place_order=place("BTC-USDT", "probe", 1, 1, 90)
+        )
+        other_again.send(batch_id=7, commands=[probe])
+        first = await other_again.read()  # a held report would come before the answer
+        assert first.batch_id == 7 and not system_cancels(first), first
+        again.call.cancel()
+        other_again.call.cancel()

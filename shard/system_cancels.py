@@ -1,0 +1,78 @@
+"""Reports of cancels the system made, held for the routers that have not had them yet.
+
+A shard mass-cancels an account's orders when the stream that subscribed it with
+cancel-on-disconnect ends (shard.proto). Most often that stream is a router's link that
+broke while the router and its clients stayed up: the router reconnects after a backoff,
+by which time the cancels have committed, so telling only the streams subscribed at commit
+would leave those clients believing their orders rest. So each report
+(REPORT_KIND_SYSTEM_CANCEL) is also held, for ``HOLD_SECONDS`` and at most ``HOLD_CAP`` in
+all, and a stream that subscribes the account later gets the held reports its router has
+not had. Streams that come straight to the shard share the router id "".
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from matching.v1 import orders_pb2
+
+HOLD_SECONDS = 60.0  # well past a router's reconnect backoff
+HOLD_CAP = 10_000  # reports held in all; the oldest go first
+
+CommandResult = orders_pb2.CommandResult
+
+
+@dataclass(slots=True)
+class _Held:
+    expires: float
+    account: str
+    result: CommandResult
+    had: set[str] = field(default_factory=set)  # router ids that have it
+
+
+class HeldReports:
+    def __init__(
+        self,
+        hold_seconds: float = HOLD_SECONDS,
+        cap: int = HOLD_CAP,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hold = hold_seconds
+        self._cap = cap
+        self._clock = clock
+        self._oldest_first: deque[_Held] = deque()
+        self._by_account: dict[str, deque[_Held]] = {}
+
+    def __len__(self) -> int:
+        return len(self._oldest_first)
+
+    def hold(self, account: str, result: CommandResult, had: set[str]) -> None:
+        """Hold ``result`` for the routers not in ``had`` (those told at commit)."""
+        held = _Held(self._clock() + self._hold, account, result, had)
+        self._oldest_first.append(held)
+        self._by_account.setdefault(account, deque()).append(held)
+        self._expire()
+
+    def take(self, account: str, router_id: str) -> list[CommandResult]:
+        """The held reports of ``account`` that ``router_id`` has not had, oldest first;
+        from now on it has them."""
+        self._expire()
+        taken = []
+        for held in self._by_account.get(account, ()):
+            if router_id not in held.had:
+                held.had.add(router_id)
+                taken.append(held.result)
+        return taken
+
+    def _expire(self) -> None:
+        now = self._clock()
+        queue = self._oldest_first
+        while queue and (len(queue) > self._cap or queue[0].expires <= now):
+            gone = queue.popleft()
+            of_account = self._by_account[gone.account]
+            of_account.popleft()  # held in the same order: the account's oldest is this one
+            if not of_account:
+                del self._by_account[gone.account]
