@@ -30,7 +30,7 @@ from matching.v1 import gateway_pb2_grpc, orders_pb2, shard_pb2, types_pb2
 from router.config import RouterConfig
 from router.errors import LinkClosed, LinkOverloaded
 from router.wire import (
-    control_request,
+    control_requests,
     deadline_field,
     execute_request,
     frame,
@@ -117,7 +117,7 @@ class LinkHooks:
     ready: Callable[[ShardLink], None]  # the link (re)connected: drain buffers
     unsolicited: Callable[[list[CommandResult]], None]  # maker reports for subscribers
     subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]  # state to (re)send
-    detach: Callable[[], bytes | None]  # what to send before closing on purpose (close())
+    detach: Callable[[], list[bytes]]  # what to send before closing on purpose (close())
 
 
 def grpc_options(config: RouterConfig) -> list[tuple[str, int]]:
@@ -204,12 +204,12 @@ class ShardLink:
         self._queued += count
         self._wake.set()
 
-    def send_control(self, message: bytes) -> None:
+    def send_control(self, messages: list[bytes]) -> None:
         """A subscription change. Dropped while down: connecting sends the whole state.
         Taken while detaching, until the detach is written: a client that ends cleanly
         meanwhile leaves the state the detach starts from, and must be unsubscribed too."""
         if self.ready or (self._detaching and not self._detach_written):
-            self._control.append(message)
+            self._control.extend(messages)
             self._wake.set()
 
     async def close(self, *, detach: bool = False) -> None:
@@ -271,8 +271,8 @@ class ShardLink:
         call = self._execute()
         try:
             state = self._hooks.subscriptions()
-            first = control_request(router_id=self._config.router_id, subscribe=state)
-            await _write(call, first, timeout)
+            for message in control_requests(router_id=self._config.router_id, subscribe=state):
+                await _write(call, message, timeout)
             await self._serve(call, state)
         finally:
             self.ready = False
@@ -282,8 +282,7 @@ class ShardLink:
         slots = asyncio.Semaphore(self._config.link_inflight_batches)
         # The first message carried the state as it was (``sent``); changes made while it was
         # being written were dropped (not ready yet): send the difference first.
-        catch_up = subscription_changes(sent, self._hooks.subscriptions())
-        self._control = [catch_up] if catch_up is not None else []
+        self._control = subscription_changes(sent, self._hooks.subscriptions())
         self.ready = True
         log.info("link to shard %s at %s is up", self.shard_id, self.address)
         self._hooks.ready(self)
@@ -325,9 +324,8 @@ class ShardLink:
         """Unsubscribe the clients still here, half-close, and wait: the receiver ends the
         stream once the shard has answered the batches in flight and ended it (close())."""
         self._detach_written = True
-        unsubscribe = self._hooks.detach()
-        if unsubscribe is not None:
-            await _write(call, unsubscribe, timeout)
+        for message in self._hooks.detach():
+            await _write(call, message, timeout)
         async with asyncio.timeout(timeout):
             await call.done_writing()
         await asyncio.get_running_loop().create_future()  # never done: cancelled with _serve

@@ -21,7 +21,7 @@ from cluster.model import ShardRecord
 from matching.v1 import gateway_pb2, orders_pb2, shard_pb2
 from router.config import RouterConfig
 from router.link import LinkHooks, ShardLink
-from router.wire import control_request
+from router.wire import control_requests
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Subscriber(Protocol):
 
 
 class Subscriptions:
-    def __init__(self, broadcast: Callable[[bytes], None]) -> None:
+    def __init__(self, broadcast: Callable[[list[bytes]], None]) -> None:
         self._broadcast = broadcast
         self._streams: dict[str, set[Subscriber]] = {}
         self._cancel_on_disconnect: dict[str, int] = {}  # account -> streams asking
@@ -56,7 +56,7 @@ class Subscriptions:
             if len(streams) == 1 or first_cod:
                 changed.append(_subscription(account, account in cod))
         if changed:
-            self._broadcast(control_request(subscribe=changed))
+            self._broadcast(control_requests(subscribe=changed))
 
     def remove(
         self, stream: Subscriber, accounts: Iterable[str], cancel_on_disconnect: bool
@@ -81,7 +81,7 @@ class Subscriptions:
             elif cod_dropped:  # still subscribed: a subscribe without the flag clears it
                 cod_off.append(_subscription(account, False))
         if unsubscribe or cod_off:
-            self._broadcast(control_request(subscribe=cod_off, unsubscribe=unsubscribe))
+            self._broadcast(control_requests(subscribe=cod_off, unsubscribe=unsubscribe))
 
     @contextlib.contextmanager
     def cancelling(self, accounts: Iterable[str]) -> Iterator[None]:
@@ -98,11 +98,11 @@ class Subscriptions:
                 if not self._cancelling[account]:
                     del self._cancelling[account]
 
-    def detach_request(self) -> bytes | None:
+    def detach_requests(self) -> list[bytes]:
         """What a link closed on purpose sends before it ends (router.link): unsubscribe
-        every account whose clients are still here; None if there is none."""
+        every account whose clients are still here."""
         staying = [a for a in sorted(self._streams) if a not in self._cancelling]
-        return control_request(unsubscribe=staying) if staying else None
+        return control_requests(unsubscribe=staying)
 
     def current(self) -> list[shard_pb2.AccountSubscription]:
         return [_subscription(a, a in self._cancel_on_disconnect) for a in sorted(self._streams)]
@@ -128,7 +128,7 @@ class LinkSet:
         self.subscriptions = Subscriptions(self.broadcast)
         subscriptions = self.subscriptions
         self._hooks = LinkHooks(
-            on_ready, subscriptions.fan_out, subscriptions.current, subscriptions.detach_request
+            on_ready, subscriptions.fan_out, subscriptions.current, subscriptions.detach_requests
         )
         self._links: dict[str, ShardLink] = {}
         self._detaching: set[ShardLink] = set()  # closed on purpose, not yet gone
@@ -140,9 +140,9 @@ class LinkSet:
     def all(self) -> list[ShardLink]:
         return list(self._links.values())
 
-    def broadcast(self, message: bytes) -> None:
+    def broadcast(self, messages: list[bytes]) -> None:
         for link in (*self._links.values(), *self._detaching):
-            link.send_control(message)
+            link.send_control(messages)
 
     def sync(self, shards: Mapping[str, ShardRecord]) -> None:
         """One link per live shard: open links to new shards, close those that left (their

@@ -9,8 +9,16 @@ length-prefixed commands behind the batch id: no message objects, no copies per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from api.limits import ACCOUNT_MAX_BYTES
 from api.protowire import varint
 from matching.v1 import orders_pb2, shard_pb2
+
+# Subscriptions per control message: under 0.75 MB with the longest accounts, far below any
+# sensible max message size.
+CONTROL_CHUNK = 10_000
+assert CONTROL_CHUNK * (ACCOUNT_MAX_BYTES + 8) < 1 << 20
 
 _CORRELATION_ID = b"\x08"  # ShardCommand field 1, varint
 _DEADLINE = b"\x10"  # ShardCommand field 2, varint
@@ -38,28 +46,36 @@ def execute_request(batch_id: int, framed: list[bytes]) -> bytes:
     return _BATCH_ID + varint(batch_id) + b"".join(framed)
 
 
-def control_request(
+def control_requests(
     *,
     router_id: str = "",
-    subscribe: list[shard_pb2.AccountSubscription] | None = None,
-    unsubscribe: list[str] | None = None,
-) -> bytes:
-    """A message without commands (stream options, subscriptions): the shard answers none."""
-    message = shard_pb2.ExecuteRequest(subscribe=subscribe, unsubscribe_accounts=unsubscribe)
-    if router_id:
-        message.options.router_id = router_id
-    return message.SerializeToString()
+    subscribe: Sequence[shard_pb2.AccountSubscription] = (),
+    unsubscribe: Sequence[str] = (),
+    chunk: int = CONTROL_CHUNK,
+) -> list[bytes]:
+    """Messages without commands (stream options, subscription changes): the shard answers
+    none. A router's whole state, sent on (re)connecting, has no bound of its own, so it
+    goes in messages of at most ``chunk`` entries; the router id rides on the first. Nothing
+    to say: no message."""
+    messages: list[bytes] = []
+    while subscribe or unsubscribe or (router_id and not messages):
+        message = shard_pb2.ExecuteRequest(subscribe=subscribe[:chunk])
+        room = chunk - len(message.subscribe)
+        message.unsubscribe_accounts.extend(unsubscribe[:room])
+        subscribe, unsubscribe = subscribe[chunk:], unsubscribe[room:]
+        if router_id and not messages:
+            message.options.router_id = router_id
+        messages.append(message.SerializeToString())
+    return messages
 
 
 def subscription_changes(
     before: list[shard_pb2.AccountSubscription], after: list[shard_pb2.AccountSubscription]
-) -> bytes | None:
-    """The control message that turns the shard's state ``before`` into ``after``; None if
+) -> list[bytes]:
+    """The control messages that turn the shard's state ``before`` into ``after``; none if
     they are the same."""
     old = {s.account: s.cancel_on_disconnect for s in before}
     new = {s.account: s.cancel_on_disconnect for s in after}
     subscribe = [s for s in after if old.get(s.account) != s.cancel_on_disconnect]
     unsubscribe = [account for account in old if account not in new]
-    if not subscribe and not unsubscribe:
-        return None
-    return control_request(subscribe=subscribe, unsubscribe=unsubscribe)
+    return control_requests(subscribe=subscribe, unsubscribe=unsubscribe)

@@ -36,7 +36,7 @@ def _part(n: int, start: int = 0, deadline: int = 5, seq: int = 0) -> Part:
 
 def _hooks(subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]) -> LinkHooks:
     return LinkHooks(ready=lambda _: None, unsolicited=lambda _: None,
-                     subscriptions=subscriptions, detach=lambda: None)  # fmt: skip
+                     subscriptions=subscriptions, detach=list)  # fmt: skip
 
 
 @pytest.fixture
@@ -137,9 +137,9 @@ async def test_a_detaching_link_takes_subscription_changes_until_its_detach_is_w
     the detach unsubscribes: its own unsubscribe must still reach the shard first."""
     link.ready = False  # as close(detach=True) leaves it
     link._detaching = True
-    link.send_control(b"calm ended cleanly")
+    link.send_control([b"calm ended cleanly"])
     link._detach_written = True
-    link.send_control(b"too late: the detach covered it")
+    link.send_control([b"too late: the detach covered it"])
     assert link._control == [b"calm ended cleanly"]
 
 
@@ -192,7 +192,7 @@ def test_the_last_cancel_on_disconnect_stream_leaving_clears_the_flag_in_one_mes
     """Unsubscribing and subscribing again (two messages) left a moment in which the shard
     dropped the account's maker reports meant for the stream that stays."""
     sent: list[bytes] = []
-    subscriptions = Subscriptions(sent.append)
+    subscriptions = Subscriptions(sent.extend)
     guarded, plain = _Stream(), _Stream()
     subscriptions.add(guarded, ["mm"], cancel_on_disconnect=True)
     subscriptions.add(plain, ["mm"], cancel_on_disconnect=False)
@@ -209,13 +209,11 @@ def test_a_link_closed_on_purpose_unsubscribes_only_clients_still_here() -> None
     subscriptions.add(staying, ["mm"], cancel_on_disconnect=True)
     subscriptions.add(gone, ["gone"], cancel_on_disconnect=True)
     with subscriptions.cancelling(["gone"]):  # its cancel-on-disconnect is running
-        request = shard_pb2.ExecuteRequest.FromString(subscriptions.detach_request() or b"")
-        assert list(request.unsubscribe_accounts) == ["mm"]
-    request = shard_pb2.ExecuteRequest.FromString(subscriptions.detach_request() or b"")
-    assert list(request.unsubscribe_accounts) == ["gone", "mm"]
+        assert [_state(m) for m in subscriptions.detach_requests()] == [([], ["mm"])]
+    assert [_state(m) for m in subscriptions.detach_requests()] == [([], ["gone", "mm"])]
     subscriptions.remove(staying, ["mm"], cancel_on_disconnect=True)
     subscriptions.remove(gone, ["gone"], cancel_on_disconnect=True)
-    assert subscriptions.detach_request() is None
+    assert subscriptions.detach_requests() == []
 
 
 def test_subscription_changes_turn_one_state_into_another() -> None:
@@ -225,9 +223,8 @@ def test_subscription_changes_turn_one_state_into_another() -> None:
     before = [sub("a", False), sub("b", True), sub("c", False)]
     after = [sub("a", False), sub("b", False), sub("d", True)]
     change = subscription_changes(before, after)
-    assert change is not None
-    assert _state(change) == ([("b", False), ("d", True)], ["c"])
-    assert subscription_changes(after, list(after)) is None
+    assert [_state(m) for m in change] == [([("b", False), ("d", True)], ["c"])]
+    assert subscription_changes(after, list(after)) == []
 
 
 class _SlowFirstWrite:
@@ -267,7 +264,7 @@ def _link_on(call: _SlowFirstWrite, subscriptions: Subscriptions) -> ShardLink:
 
 async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -> None:
     sent: list[bytes] = []
-    subscriptions = Subscriptions(sent.append)
+    subscriptions = Subscriptions(sent.extend)
     call = _SlowFirstWrite()
     link = _link_on(call, subscriptions)
     serving = asyncio.create_task(link._serve_once())
@@ -283,6 +280,30 @@ async def test_a_subscription_made_while_the_link_connects_reaches_the_shard() -
     await link.close()
     assert _state(call.written[0]) == ([], [])
     assert _state(call.written[1]) == ([("mm", True)], [])
+
+
+async def test_a_link_connecting_sends_a_large_state_in_bounded_messages() -> None:
+    """The whole state went in one message: with enough accounts it passed the shard's
+    max message size, and the link could never connect again."""
+    subscriptions = Subscriptions(lambda _: None)
+    accounts = [f"account-{i:06d}-{'x' * 48}" for i in range(25_000)]  # 64 bytes each
+    subscriptions.add(_Stream(), accounts, cancel_on_disconnect=True)
+    call = _SlowFirstWrite()
+    call.release.set()
+    link = _link_on(call, subscriptions)
+    serving = asyncio.create_task(link._serve_once())
+    for _ in range(100):
+        if link.ready:
+            break
+        await asyncio.sleep(0.01)
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    await link.close()
+    requests = [shard_pb2.ExecuteRequest.FromString(m) for m in call.written]
+    assert [len(r.subscribe) for r in requests] == [10_000, 10_000, 5_000]
+    assert max(len(m) for m in call.written) < 1 << 20
+    assert [r.HasField("options") for r in requests] == [True, False, False]
+    assert [s.account for r in requests for s in r.subscribe] == accounts
 
 
 class _GatedSecondWrite(_SlowFirstWrite):

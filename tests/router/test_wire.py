@@ -6,7 +6,7 @@ import pytest
 
 from api.protowire import varint
 from matching.v1 import orders_pb2, shard_pb2
-from router.wire import control_request, deadline_field, encode, execute_request, frame
+from router.wire import control_requests, deadline_field, encode, execute_request, frame
 
 
 @pytest.mark.parametrize(
@@ -68,13 +68,26 @@ def test_every_command_kind_survives() -> None:
         assert getattr(parsed, kind) == getattr(original, kind)
 
 
-def test_control_request() -> None:
+def test_control_requests() -> None:
     sub = shard_pb2.AccountSubscription(account="mm", cancel_on_disconnect=True)
-    parsed = shard_pb2.ExecuteRequest.FromString(
-        control_request(router_id="r1", subscribe=[sub], unsubscribe=["old"])
-    )
+    (message,) = control_requests(router_id="r1", subscribe=[sub], unsubscribe=["old"])
+    parsed = shard_pb2.ExecuteRequest.FromString(message)
     assert parsed.options.router_id == "r1"
     assert list(parsed.subscribe) == [sub]
     assert list(parsed.unsubscribe_accounts) == ["old"]
     assert not parsed.commands and parsed.batch_id == 0
-    assert not shard_pb2.ExecuteRequest.FromString(control_request()).HasField("options")
+    assert control_requests() == []
+    (options,) = control_requests(router_id="r1")
+    assert shard_pb2.ExecuteRequest.FromString(options).options.router_id == "r1"
+
+
+def test_control_requests_come_in_chunks_with_the_router_id_on_the_first() -> None:
+    subs = [shard_pb2.AccountSubscription(account=f"a{i}") for i in range(3)]
+    messages = control_requests(router_id="r1", subscribe=subs, unsubscribe=["x", "y"], chunk=2)
+    parsed = [shard_pb2.ExecuteRequest.FromString(m) for m in messages]
+    assert [([s.account for s in p.subscribe], list(p.unsubscribe_accounts)) for p in parsed] == [
+        (["a0", "a1"], []),
+        (["a2"], ["x"]),
+        ([], ["y"]),
+    ]
+    assert [p.options.router_id for p in parsed] == ["r1", "", ""]
