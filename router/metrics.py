@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from matching.v1 import orders_pb2, types_pb2
+from matching.v1 import orders_pb2
 from router.links import LinkSet
 from router.routing import Dispatcher
-from telemetry.metrics import CALL_BUCKETS
+from telemetry.metrics import CALL_BUCKETS, reject_label
 
 REQUEST_SECONDS = Histogram(
     "spotmatch_router_request_seconds",
@@ -41,7 +41,6 @@ class RouterMetrics:
     def __init__(self, router_id: str, dispatcher: Dispatcher, links: LinkSet) -> None:
         self._router = router_id
         self._latency = {kind: REQUEST_SECONDS.labels(router_id, kind) for kind in KINDS}
-        self._names: dict[int, str] = {}
         BUFFERED.labels(router_id).set_function(dispatcher.buffers.total)
         LINKS_READY.labels(router_id).set_function(lambda: sum(link.ready for link in links.all()))
 
@@ -52,19 +51,11 @@ class RouterMetrics:
         tally: Tally[str] = Tally()
         for result in results:
             if result.WhichOneof("result") == "error":
-                tally[self._name(result.error.reason)] += 1
+                tally[reject_label(result.error.reason)] += 1
             else:
                 tally["ok"] += 1
         for name, count in tally.items():
             COMMANDS.labels(self._router, name).inc(count)
-
-    def _name(self, reason: int) -> str:
-        name = self._names.get(reason)
-        if name is None:
-            code = types_pb2.RejectCode.ValueType(reason)
-            name = types_pb2.RejectCode.Name(code).removeprefix("REJECT_CODE_").lower()
-            self._names[reason] = name
-        return name
 
     def close(self) -> None:
         for metric in (BUFFERED, LINKS_READY):

@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from matching.v1 import types_pb2
 from persistence.rows import BatchRows
 from shard.admission import Outcome
 from shard.engine import Command, RejectCode, Report
 from shard.errors import CommandFailure
 from shard.ownership import RELEASED, SERVED, Ownership, SymbolState
 from shard.pipeline import Commit, Pipeline, StartCommit
-from telemetry.metrics import CALL_BUCKETS
+from telemetry.metrics import CALL_BUCKETS, reject_label
 
 COMMANDS = Counter(
     "spotmatch_shard_commands_total",
@@ -111,12 +110,7 @@ class ShardMetrics:
         if type(outcome) is Report:
             return self._names[outcome.reject_code]
         if isinstance(outcome, CommandFailure):
-            name = self._names.get(outcome.reason)
-            if name is None:
-                code = types_pb2.RejectCode.ValueType(outcome.reason)
-                name = types_pb2.RejectCode.Name(code).removeprefix("REJECT_CODE_")
-                name = self._names[outcome.reason] = name.lower()
-            return name
+            return reject_label(outcome.reason)
         return "replayed"
 
     def request_timers(self) -> dict[str, Callable[[float], None]]:

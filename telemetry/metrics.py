@@ -8,10 +8,13 @@ or per call, never per order on its own.
 
 from __future__ import annotations
 
+import functools
 import logging
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
+
+from matching.v1 import types_pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,3 +37,15 @@ class MetricsEndpoint:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@functools.cache
+def reject_label(reason: int) -> str:
+    """The commands_total label of a reject code. One this process's protos do not name (a
+    newer peer's) is "unrecognised": raising here turned an executed command's answer into
+    an error, and a label per raw value would let a peer grow the series without bound."""
+    try:
+        name = types_pb2.RejectCode.Name(types_pb2.RejectCode.ValueType(reason))
+    except ValueError:
+        return "unrecognised"
+    return name.removeprefix("REJECT_CODE_").lower()

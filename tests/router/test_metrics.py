@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from matching.v1 import gateway_pb2
+from telemetry.metrics import reject_label
 from tests.router.support import (
     BTC,
     BUY,
@@ -80,3 +81,8 @@ async def test_calls_by_kind_and_commands_by_result(one_shard: tuple[Cluster, in
     assert (ok, unknown) == (6, 1)
     assert seen[("spotmatch_router_links_ready", (router,))] == 1
     assert seen[("spotmatch_router_buffered_commands", (router,))] == 0
+
+
+def test_a_reject_code_this_router_does_not_name_is_counted_not_raised() -> None:
+    assert reject_label(T.REJECT_CODE_UNKNOWN_SYMBOL) == "unknown_symbol"
+    assert reject_label(9_999) == "unrecognised"
