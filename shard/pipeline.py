@@ -446,7 +446,9 @@ class Pipeline:
         failed = self._drain_pending()
         fenced = exc.symbols if isinstance(exc, FencedError) else {}
         log.error("commit failed (%s); failing %d batches", exc, len(failed))
-        self._fail_all(failed, "commit failed; outcome not applied, retry")
+        self._fail_all(
+            failed, "commit failed; outcome unknown: retry with the same client order id"
+        )
         for batch in failed:
             for sub in batch.submissions:
                 if sub.owes:
