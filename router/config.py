@@ -87,7 +87,9 @@ class RouterConfig:
 
 # flag, environment variable, default, help (the env variable and default are appended)
 _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
-    ("--router-id", f"{ENV_PREFIX}ID", "router-1", "this router's id, sent to shards"),
+    ("--router-id", f"{ENV_PREFIX}ID", "router-1",
+     "this router's id, sent to shards; give each router its own (shards hold the system"
+     " cancels a router missed under its id)"),
     ("--listen", f"{ENV_PREFIX}LISTEN", "127.0.0.1:7001",
      "gRPC listen address of OrderGatewayService"),
     ("--etcd", "SPOTMATCH_ETCD", "",

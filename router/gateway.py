@@ -216,17 +216,31 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         """Cancel-on-disconnect: a mass cancel of each account on every shard, and one per
         symbol in transit (no shard serves it now: it waits in the buffer for its owner, up
         to ``protective_wait``, however long other commands may wait there)."""
-        symbols = ["", *self._dispatcher.in_transit()]
-        commands = [
-            orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
-            for a in accounts
-            for s in symbols
-        ]
+
+        def cancels(symbols: list[str]) -> list[orders_pb2.OrderCommand]:
+            return [
+                orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
+                for a in accounts
+                for s in symbols
+            ]
+
         wait = self._config.protective_wait
         # Past the longest wait: a cancel drained from a buffer at its end still runs.
         deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
-        execute = functools.partial(self._dispatcher.execute, deadline=deadline, max_wait=wait)
-        results = await execute(commands)
+
+        async def execute(batch: list[orders_pb2.OrderCommand]) -> list[orders_pb2.CommandResult]:
+            """Run ``batch``, and tell the accounts' other streams what it cancelled as soon
+            as it did (in-transit symbols may wait up to ``wait``: the rest need not)."""
+            if not batch:
+                return []
+            results = await self._dispatcher.execute(batch, deadline=deadline, max_wait=wait)
+            self._links.subscriptions.fan_out(system_cancels(results))
+            return results
+
+        everywhere, transit = cancels([""]), cancels(self._dispatcher.in_transit())
+        commands = [*everywhere, *transit]
+        answered = await asyncio.gather(execute(everywhere), execute(transit))
+        results = [*answered[0], *answered[1]]
         sent = {(c.mass_cancel.symbol, c.mass_cancel.account) for c in commands}
         refused = refused_symbols(commands, results)
         again = [  # not those in transit: they had their own cancel already
@@ -234,7 +248,6 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         ]
         if again:  # a shard paused them (a move, a reload) before this router saw it
             results = [*results, *await execute(again)]
-        self._links.subscriptions.fan_out(system_cancels(results))
         failed = sum(len(r.mass_cancel.errors) + (r.WhichOneof("result") == "error")
                      for r in results) - len(refused)  # fmt: skip
         if failed:

@@ -146,10 +146,9 @@ class GatewayServicer(gateway_pb2_grpc.OrderGatewayServiceServicer):
     def _apply_options(
         self, options: gateway_pb2.TradeStreamOptions, accounts: list[str], session: StreamSession
     ) -> None:
-        for account in accounts:
-            self._subscribers.subscribe(session, _trade_wrap, account)
-            if options.cancel_on_disconnect:
-                session.cancel_on_disconnect.add(account)
+        self._subscribers.subscribe(session, _trade_wrap, accounts)
+        if options.cancel_on_disconnect:
+            session.cancel_on_disconnect.update(accounts)
 
     async def _run(
         self, principal: Principal, request: gateway_pb2.TradeRequest

@@ -18,10 +18,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from persistence.rows import BatchRows
 from shard.admission import Outcome
-from shard.engine import Command, RejectCode, Report
+from shard.engine import RejectCode, Report
 from shard.errors import CommandFailure
 from shard.ownership import RELEASED, SERVED, Ownership, SymbolState
-from shard.pipeline import Commit, Pipeline, StartCommit
+from shard.pipeline import Commit, Committed, Pipeline, StartCommit
 from telemetry.metrics import CALL_BUCKETS, reject_label
 
 COMMANDS = Counter(
@@ -95,10 +95,10 @@ class ShardMetrics:
         changes = {change: SYMBOL_CHANGES.labels(self._shard, change) for change in CHANGES}
         ownership.listeners.append(lambda change: changes[change].inc())
 
-    def on_commit(self, committed: Iterator[tuple[Command, Outcome]]) -> None:
+    def on_commit(self, committed: Iterator[Committed]) -> None:
         """The pipeline's after-commit hook: one tally per batch."""
         tally: Tally[str] = Tally()
-        for _, outcome in committed:
+        for _, outcome, _ in committed:
             tally[self._name(outcome)] += 1
         for name, count in tally.items():
             COMMANDS.labels(self._shard, name).inc(count)

@@ -41,9 +41,8 @@ from marketdata.keys import (
     trades_key,
     updates_channel,
 )
-from shard.admission import Outcome
-from shard.engine import Command, Report
-from shard.pipeline import BookView
+from shard.engine import Report
+from shard.pipeline import BookView, Committed
 from shard.publisher_messages import Encoded, TradeBatch, encode
 
 log = logging.getLogger(__name__)
@@ -133,12 +132,12 @@ class MarketDataPublisher:
 
     # --- the after-commit hook and custody -----------------------------------------------
 
-    def on_commit(self, done: Iterator[tuple[Command, Outcome]]) -> None:
+    def on_commit(self, done: Iterator[Committed]) -> None:
         """Pipeline after-commit hook: note what moved on; never blocks, never does I/O."""
         feeds = self._feeds
         touched: set[str] = set()
         now = time.time_ns()
-        for _, outcome in done:
+        for _, outcome, _ in done:
             if type(outcome) is not Report:  # replays and failures changed nothing
                 continue
             feed = feeds.get(outcome.symbol)

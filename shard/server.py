@@ -122,8 +122,7 @@ class ShardNode:
         if self.metrics is not None:
             self.metrics.watch(self.pipeline, self.ownership)
         self.metrics_endpoint: MetricsEndpoint | None = None
-        self.pipeline.after_commit.append(self.subscribers.publish_maker_reports)
-        self.pipeline.after_system_cancel.append(self.subscribers.publish_system_cancels)
+        self.pipeline.after_commit.append(self.subscribers.publish)
         self.publisher: MarketDataPublisher | None = None
         if config.redis_nodes:
             self.publisher = MarketDataPublisher(

@@ -80,8 +80,8 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
             await context.abort(status.code, status.details, status.trailing_metadata)
         if first_message:  # before its subscriptions: they take the reports held for it
             session.router_id = request.options.router_id
+        self._subscribers.subscribe(session, _wrap, [sub.account for sub in request.subscribe])
         for sub in request.subscribe:
-            self._subscribers.subscribe(session, _wrap, sub.account)
             if sub.cancel_on_disconnect:
                 session.cancel_on_disconnect.add(sub.account)
             else:

@@ -42,12 +42,18 @@ class Subscribers:
         self._by_account: dict[str, set[tuple[StreamSession, Wrap]]] = defaultdict(set)
         self._held = HeldReports() if held is None else held
 
-    def subscribe(self, session: StreamSession, wrap: Wrap, account: str) -> None:
-        session.accounts.add(account)
-        self._by_account[account].add((session, wrap))
-        missed = self._held.take(account, session.router_id)
+    def subscribe(self, session: StreamSession, wrap: Wrap, accounts: Iterable[str]) -> None:
+        """Subscribe ``session`` to ``accounts``; the system cancels held for them that its
+        router has not had come first, in one message."""
+        missed: Results = []
+        for account in accounts:
+            session.accounts.add(account)
+            self._by_account[account].add((session, wrap))
+            missed.extend(self._held.take(account, session.router_id))
         if missed:
             session.deliver(wrap(missed, None))
+            if session.closed:  # not delivered (overflowed): held for the next subscribe
+                self._held.give_back(missed, session.router_id)
 
     def accounts(self) -> set[str]:
         """The accounts some stream is subscribed to."""
@@ -70,43 +76,45 @@ class Subscribers:
                     del self._by_account[account]
         session.accounts.clear()
 
-    def publish_maker_reports(self, done: Iterator[tuple[Command, Any]]) -> None:
-        """Pipeline after-commit hook: route maker-side reports to subscribed streams."""
-        if not self._by_account:
-            return
+    def publish(self, done: Iterator[tuple[Command, Any, bool]]) -> None:
+        """Pipeline after-commit hook: maker-side reports (fills, STP expiries) and system
+        cancels, to the streams of their accounts in commit order, one message per stream.
+        System cancels are also held for the routers not told now."""
+        by_account = self._by_account
         now = time.time_ns()
-        for _, outcome in done:
+        out: dict[StreamSession, tuple[Wrap, Results]] = {}
+        told: list[tuple[orders_pb2.CommandResult, list[StreamSession]]] = []
+        for _, outcome, system in done:
             if type(outcome) is not Report or not (outcome.fills or outcome.expired):
                 continue
-            for report in (
-                *maker_fill_reports(
-                    outcome,
-                    transact_time_unix_nanos=now,
-                    accounts=self._by_account,
-                ),
-                *maker_expired_reports(
-                    outcome,
-                    transact_time_unix_nanos=now,
-                    accounts=self._by_account,
-                ),
-            ):
-                self._send(report)
+            if system:
+                pb = report_to_pb(outcome, transact_time_unix_nanos=now, kind=_SYSTEM_CANCEL)
+                result = orders_pb2.CommandResult(correlation_id=0, report=pb)
+                told.append((result, self._add(result, out)))
+            elif by_account:
+                for report in (
+                    *maker_fill_reports(outcome, transact_time_unix_nanos=now,
+                                        accounts=by_account),
+                    *maker_expired_reports(outcome, transact_time_unix_nanos=now,
+                                           accounts=by_account),
+                ):  # fmt: skip
+                    self._add(orders_pb2.CommandResult(correlation_id=0, report=report), out)
+        for session, (wrap, results) in out.items():
+            session.deliver(wrap(results, None))
+        for result, sessions in told:  # a stream that overflowed was not told
+            had = {session.router_id for session in sessions if not session.closed}
+            self._held.hold(result.report.account, result, had)
 
-    def publish_system_cancels(self, reports: Iterable[Report]) -> None:
-        """Pipeline hook: committed cancels of gone clients' orders, to the account's
-        streams now and held for the routers that are not subscribed now."""
-        now = time.time_ns()
-        for report in reports:
-            if not report.expired:
-                continue
-            pb = report_to_pb(report, transact_time_unix_nanos=now, kind=_SYSTEM_CANCEL)
-            result = orders_pb2.CommandResult(correlation_id=0, report=pb)
-            told = self._by_account.get(report.account, ())
-            for session, wrap in told:
-                session.deliver(wrap([result], None))
-            self._held.hold(report.account, result, {session.router_id for session, _ in told})
-
-    def _send(self, report: orders_pb2.ExecutionReport) -> None:
-        result = orders_pb2.CommandResult(correlation_id=0, report=report)
-        for session, wrap in self._by_account.get(report.account, ()):
-            session.deliver(wrap([result], None))
+    def _add(
+        self, result: orders_pb2.CommandResult, out: dict[StreamSession, tuple[Wrap, Results]]
+    ) -> list[StreamSession]:
+        """Add ``result`` to the message of each stream of its account; those streams."""
+        sessions = []
+        for session, wrap in self._by_account.get(result.report.account, ()):
+            sessions.append(session)
+            pending = out.get(session)
+            if pending is None:
+                out[session] = (wrap, [result])
+            else:
+                pending[1].append(result)
+        return sessions

@@ -12,6 +12,7 @@ not had. Streams that come straight to the shard share the router id "".
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,9 +21,11 @@ from dataclasses import dataclass, field
 from matching.v1 import orders_pb2
 
 HOLD_SECONDS = 60.0  # well past a router's reconnect backoff
-HOLD_CAP = 10_000  # reports held in all; the oldest go first
+HOLD_CAP = 100_000  # reports (one per account and symbol) held in all; the oldest go first
 
 CommandResult = orders_pb2.CommandResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -67,9 +70,19 @@ class HeldReports:
                 taken.append(held.result)
         return taken
 
+    def give_back(self, results: list[CommandResult], router_id: str) -> None:
+        """``router_id`` did not get ``results`` after all (its stream was cut off)."""
+        given = {id(result) for result in results}
+        for held in self._oldest_first:
+            if id(held.result) in given:
+                held.had.discard(router_id)
+
     def _expire(self) -> None:
         now = self._clock()
         queue = self._oldest_first
+        over = len(queue) - self._cap
+        if over > 0:
+            log.warning("system cancels held past the cap: %d dropped, oldest first", over)
         while queue and (len(queue) > self._cap or queue[0].expires <= now):
             gone = queue.popleft()
             of_account = self._by_account[gone.account]

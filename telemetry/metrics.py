@@ -8,7 +8,6 @@ or per call, never per order on its own.
 
 from __future__ import annotations
 
-import functools
 import logging
 from wsgiref.simple_server import WSGIServer
 
@@ -39,13 +38,14 @@ class MetricsEndpoint:
         self._server.server_close()
 
 
-@functools.cache
+_REJECT_LABELS: dict[int, str] = {
+    int(code): name.removeprefix("REJECT_CODE_").lower()
+    for name, code in types_pb2.RejectCode.items()
+}
+
+
 def reject_label(reason: int) -> str:
     """The commands_total label of a reject code. One this process's protos do not name (a
     newer peer's) is "unrecognised": raising here turned an executed command's answer into
     an error, and a label per raw value would let a peer grow the series without bound."""
-    try:
-        name = types_pb2.RejectCode.Name(types_pb2.RejectCode.ValueType(reason))
-    except ValueError:
-        return "unrecognised"
-    return name.removeprefix("REJECT_CODE_").lower()
+    return _REJECT_LABELS.get(reason, "unrecognised")

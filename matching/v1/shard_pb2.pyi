@@ -92,7 +92,9 @@ class ExecuteStreamOptions(_message.Message):
 
     ROUTER_ID_FIELD_NUMBER: _builtins.int
     router_id: _builtins.str
-    """Id of the calling router (logs, metrics)."""
+    """Id of the calling router (logs, metrics, and the system cancels held for it: one per
+    router).
+    """
     def __init__(
         self,
         *,

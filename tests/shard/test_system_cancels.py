@@ -1,9 +1,13 @@
 """Held system-cancel reports (shard/system_cancels.py): each router gets one once, within
-the hold time; the hold is bounded in time and count."""
+the hold time; the hold is bounded in time and count. And what Subscribers sends a stream
+after a commit (shard/streams.py)."""
 
 from __future__ import annotations
 
-from matching.v1 import orders_pb2
+from matching.v1 import orders_pb2, types_pb2
+from shard import edge
+from shard.engine import MassCancel, MatchingEngine, Report, SymbolSpec
+from shard.streams import Subscribers
 from shard.system_cancels import HeldReports
 
 
@@ -52,3 +56,85 @@ def test_the_hold_is_capped_oldest_first() -> None:
     assert len(held) == 3
     assert seqs(held.take("mm", "r1")) == [3, 5]
     assert seqs(held.take("mm2", "r1")) == [4]
+
+
+# --- Subscribers: what reaches the streams (shard/streams.py) -----------------------------
+
+SYMBOL = "BTC-USDT"
+
+
+class Recorder:
+    """The part of a StreamSession that Subscribers uses; it records each message."""
+
+    def __init__(self, router_id: str, *, cut_off: bool = False) -> None:
+        self.router_id = router_id
+        self.accounts: set[str] = set()
+        self.closed = False
+        self.messages: list[list[orders_pb2.CommandResult]] = []
+        self._cut_off = cut_off  # overflows on its first message, as a stalled reader does
+
+    def deliver(self, message: list[orders_pb2.CommandResult]) -> None:
+        if self._cut_off:
+            self.closed = True
+        if not self.closed:
+            self.messages.append(message)
+
+
+def wrap(results: list[orders_pb2.CommandResult], _: object) -> object:
+    return results
+
+
+def place(engine: MatchingEngine, account: str, side: int, price: int, qty: int) -> Report:
+    pb = orders_pb2.PlaceOrder(
+        symbol=SYMBOL, account=account, client_order_id=f"{account}-{price}", side=side,  # type: ignore[arg-type]
+        order_type=types_pb2.ORDER_TYPE_LIMIT, time_in_force=types_pb2.TIME_IN_FORCE_GTC,
+        stp_mode=types_pb2.STP_MODE_EXPIRE_MAKER,
+        price=price, quantity=qty,
+    )  # fmt: skip
+    return engine.execute(edge.place_from_pb(pb))
+
+
+def kinds(message: list[orders_pb2.CommandResult]) -> list[tuple[int, int]]:
+    return [(r.report.kind, r.report.seq) for r in message]
+
+
+def test_a_batchs_maker_fill_and_system_cancel_reach_a_stream_in_order() -> None:
+    """A taker fills part of mm's order, then mm's cancel-on-disconnect cancels the rest, in
+    one batch: the fill (seq 3) then the cancel (seq 4). The cancel went out first, and a
+    client applying them in arrival order saw the order rest again."""
+    engine = MatchingEngine()
+    engine.add_symbol(SymbolSpec(SYMBOL, 1))
+    resting = place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
+    other = place(engine, "mm", types_pb2.SIDE_SELL, 101, 5)
+    taker = place(engine, "t", types_pb2.SIDE_BUY, 100, 2)
+    cancel = MassCancel(SYMBOL, "mm")
+    cancelled = engine.execute(cancel)
+    assert cancelled.expired == (resting.order_id, other.order_id)
+    subscribers = Subscribers(HeldReports(clock=Clock()))
+    stream = Recorder("r1")
+    subscribers.subscribe(stream, wrap, ["mm"])  # type: ignore[arg-type]
+    taker_cmd = edge.place_from_pb(orders_pb2.PlaceOrder())
+    subscribers.publish(iter([(taker_cmd, taker, False), (cancel, cancelled, True)]))
+    fill, system = orders_pb2.REPORT_KIND_MAKER_FILL, orders_pb2.REPORT_KIND_SYSTEM_CANCEL
+    assert [kinds(m) for m in stream.messages] == [[(fill, taker.seq), (system, cancelled.seq)]]
+    assert taker.seq < cancelled.seq
+
+
+def test_a_stream_cut_off_before_it_was_told_leaves_the_report_held_for_its_router() -> None:
+    engine = MatchingEngine()
+    engine.add_symbol(SymbolSpec(SYMBOL, 1))
+    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
+    cancel = MassCancel(SYMBOL, "mm")
+    cancelled = engine.execute(cancel)
+    subscribers = Subscribers(HeldReports(clock=Clock()))
+    stalled = Recorder("r1", cut_off=True)
+    subscribers.subscribe(stalled, wrap, ["mm"])  # type: ignore[arg-type]
+    subscribers.publish(iter([(cancel, cancelled, True)]))
+    assert stalled.messages == []
+    again = Recorder("r1", cut_off=True)  # cut off while it is told on subscribing, too
+    subscribers.subscribe(again, wrap, ["mm"])  # type: ignore[arg-type]
+    last = Recorder("r1")
+    subscribers.subscribe(last, wrap, ["mm", "other"])  # type: ignore[arg-type]
+    assert [kinds(m) for m in last.messages] == [
+        [(orders_pb2.REPORT_KIND_SYSTEM_CANCEL, cancelled.seq)]
+    ]
