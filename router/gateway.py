@@ -216,14 +216,6 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         """Cancel-on-disconnect: a mass cancel of each account on every shard, and one per
         symbol in transit (no shard serves it now: it waits in the buffer for its owner, up
         to ``protective_wait``, however long other commands may wait there)."""
-
-        def cancels(symbols: list[str]) -> list[orders_pb2.OrderCommand]:
-            return [
-                orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
-                for a in accounts
-                for s in symbols
-            ]
-
         wait = self._config.protective_wait
         # Past the longest wait: a cancel drained from a buffer at its end still runs.
         deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
@@ -237,7 +229,8 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
             self._links.subscriptions.fan_out(system_cancels(results))
             return results
 
-        everywhere, transit = cancels([""]), cancels(self._dispatcher.in_transit())
+        everywhere = _mass_cancels(accounts, [""])
+        transit = _mass_cancels(accounts, self._dispatcher.in_transit())
         commands = [*everywhere, *transit]
         answered = await asyncio.gather(execute(everywhere), execute(transit))
         results = [*answered[0], *answered[1]]
@@ -340,6 +333,14 @@ def _denied(command: orders_pb2.OrderCommand) -> orders_pb2.CommandResult:
 async def _abort_if(violations: list[Violation], context: Context) -> None:
     if violations:
         await abort_malformed(context, violations)
+
+
+def _mass_cancels(accounts: list[str], symbols: list[str]) -> list[orders_pb2.OrderCommand]:
+    return [
+        orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
+        for a in accounts
+        for s in symbols
+    ]
 
 
 def system_cancels(results: Sequence[orders_pb2.CommandResult]) -> list[orders_pb2.CommandResult]:
