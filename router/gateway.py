@@ -216,24 +216,12 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         """Cancel-on-disconnect: a mass cancel of each account on every shard, and one per
         symbol in transit (no shard serves it now: it waits in the buffer for its owner, up
         to ``protective_wait``, however long other commands may wait there)."""
+        commands = _mass_cancels(accounts, ["", *self._dispatcher.in_transit()])
         wait = self._config.protective_wait
         # Past the longest wait: a cancel drained from a buffer at its end still runs.
         deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
-
-        async def execute(batch: list[orders_pb2.OrderCommand]) -> list[orders_pb2.CommandResult]:
-            """Run ``batch``, and tell the accounts' other streams what it cancelled as soon
-            as it did (in-transit symbols may wait up to ``wait``: the rest need not)."""
-            if not batch:
-                return []
-            results = await self._dispatcher.execute(batch, deadline=deadline, max_wait=wait)
-            self._links.subscriptions.fan_out(system_cancels(results))
-            return results
-
-        everywhere = _mass_cancels(accounts, [""])
-        transit = _mass_cancels(accounts, self._dispatcher.in_transit())
-        commands = [*everywhere, *transit]
-        answered = await asyncio.gather(execute(everywhere), execute(transit))
-        results = [*answered[0], *answered[1]]
+        execute = functools.partial(self._dispatcher.execute, deadline=deadline, max_wait=wait)
+        results = await execute(commands)
         sent = {(c.mass_cancel.symbol, c.mass_cancel.account) for c in commands}
         refused = refused_symbols(commands, results)
         again = [  # not those in transit: they had their own cancel already
@@ -336,30 +324,15 @@ async def _abort_if(violations: list[Violation], context: Context) -> None:
 
 
 def _mass_cancels(accounts: list[str], symbols: list[str]) -> list[orders_pb2.OrderCommand]:
+    """Cancel-on-disconnect's commands: flagged, so the shards tell the accounts' streams
+    on every router what they cancelled (orders.proto MassCancel.on_disconnect)."""
     return [
-        orders_pb2.OrderCommand(mass_cancel=orders_pb2.MassCancel(symbol=s, account=a))
+        orders_pb2.OrderCommand(
+            mass_cancel=orders_pb2.MassCancel(symbol=s, account=a, on_disconnect=True)
+        )
         for a in accounts
         for s in symbols
     ]
-
-
-def system_cancels(results: Sequence[orders_pb2.CommandResult]) -> list[orders_pb2.CommandResult]:
-    """What a cancel-on-disconnect cancelled, as unsolicited SYSTEM_CANCEL reports for the
-    account's other streams (the gone one drops them)."""
-    return [
-        orders_pb2.CommandResult(report=_as_system_cancel(report))
-        for result in results
-        if result.WhichOneof("result") == "mass_cancel"
-        for report in result.mass_cancel.reports
-        if report.expired_order_ids
-    ]
-
-
-def _as_system_cancel(report: orders_pb2.ExecutionReport) -> orders_pb2.ExecutionReport:
-    told = orders_pb2.ExecutionReport()
-    told.CopyFrom(report)
-    told.kind = orders_pb2.REPORT_KIND_SYSTEM_CANCEL
-    return told
 
 
 def refused_symbols(

@@ -108,8 +108,7 @@ class Subscriptions:
         return [_subscription(a, a in self._cancel_on_disconnect) for a in sorted(self._streams)]
 
     def fan_out(self, results: list[CommandResult]) -> None:
-        """Unsolicited reports (a shard's, or this router's system cancels) to the streams
-        of their accounts."""
+        """Unsolicited reports of one shard message to the streams of their accounts."""
         by_stream: dict[Subscriber, list[CommandResult]] = {}
         for result in results:
             for stream in self._streams.get(result.report.account, ()):

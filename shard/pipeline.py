@@ -69,7 +69,7 @@ class Commit(Protocol):
 StartCommit = Callable[[BatchRows], Commit]
 Reload = Callable[[str], Awaitable[None]]
 # What a batch committed, in order: each command, its outcome, and whether it was a system
-# cancel (an owing submission's: a gone client's cancel-on-disconnect).
+# cancel (a gone client's cancel-on-disconnect: the shard's own, owed or not, or a router's).
 Committed = tuple[Command, Outcome, bool]
 AfterCommit = Callable[[Iterator[Committed]], None]
 
@@ -104,6 +104,8 @@ class _Submission:
     span: SpanContext | None  # the request's span: batch spans link to it
     deadlines: Sequence[int] | None  # per command, ns since the epoch (0 = none); None: none
     owes: bool = False  # a gone client's mass cancels: what cannot run now is owed
+    # Indexes of commands that are system cancels too (a router's cancel-on-disconnect).
+    system: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Pipeline:
         deadlines: Sequence[int] | None = None,
         *,
         protective: bool = False,
+        system: frozenset[int] = frozenset(),
     ) -> list[Outcome]:
         """Outcomes in command order, returned only after their batch has committed.
 
@@ -205,8 +208,10 @@ class Pipeline:
         none) comes is answered DEADLINE_EXCEEDED and never executed. ``protective``
         commands (a cancel-on-disconnect: bounded by the stream's accounts and the owned
         symbols) are taken even past ``max_pending``: refusing them would leave a gone
-        client's orders resting."""
-        return await self._enqueue(commands, nbytes, deadlines, protective, owes=False)
+        client's orders resting. ``system``: the indexes of commands whose outcomes the
+        after-commit hooks see as system cancels (a router's cancel-on-disconnect)."""
+        return await self._enqueue(commands, nbytes, deadlines, protective, owes=False,
+                                   system=system)  # fmt: skip
 
     async def cancel_for_gone_client(self, cancels: Sequence[MassCancel]) -> None:
         """Protective mass cancels whose failures are owed, in the step that fails them
@@ -220,6 +225,7 @@ class Pipeline:
         deadlines: Sequence[int] | None,
         protective: bool,
         owes: bool,
+        system: frozenset[int] = frozenset(),
     ) -> list[Outcome]:
         if self._closing:
             raise Overloaded("shard is shutting down")
@@ -233,6 +239,7 @@ class Pipeline:
             context if context.is_valid else None,
             deadlines,
             owes,
+            system,
         )
         self._inbox.append(sub)
         self._inbox_commands += len(commands)
@@ -501,8 +508,11 @@ async def _abort(batches: list[_Batch]) -> None:
 
 def _committed(batch: _Batch) -> Iterator[Committed]:
     for sub, outcomes in zip(batch.submissions, batch.outcomes, strict=True):
-        owes = repeat(sub.owes, len(outcomes))  # C-level: a per-item loop cost ~2.5x
-        yield from zip(sub.commands, outcomes, owes, strict=True)
+        if sub.system:
+            flags = [sub.owes or i in sub.system for i in range(len(outcomes))]
+            yield from zip(sub.commands, outcomes, flags, strict=True)
+        else:  # C-level: a per-item loop cost ~2.5x
+            yield from zip(sub.commands, outcomes, repeat(sub.owes, len(outcomes)), strict=True)
 
 
 def _away(outcome: Outcome) -> bool:

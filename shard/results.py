@@ -49,8 +49,10 @@ async def execute_commands(
     started = time.perf_counter()
     domain: list[Command] = []
     deadlines: list[int] = []
-    plan = _plan(commands, domain, deadlines, pipeline.ownership, principal)
-    outcomes = await _submit(pipeline, domain, nbytes, deadlines if any(deadlines) else None)
+    system: list[int] = []
+    plan = _plan(commands, domain, deadlines, system, pipeline.ownership, principal)
+    outcomes = await _submit(pipeline, domain, nbytes, deadlines if any(deadlines) else None,
+                             system)  # fmt: skip
     now = time.time_ns()
     add = out.add
     for pb, planned in zip(commands, plan, strict=True):
@@ -71,11 +73,13 @@ def _plan(
     commands: Sequence[PbCommand],
     domain: list[Command],
     deadlines: list[int],
+    system: list[int],
     ownership: Ownership,
     principal: Principal,
 ) -> list[_Planned]:
-    """Refuse or convert each command, appending the domain commands to ``domain`` and each
-    one's deadline (ns since the epoch, 0 = none) to ``deadlines``."""
+    """Refuse or convert each command, appending the domain commands to ``domain``, each
+    one's deadline (ns since the epoch, 0 = none) to ``deadlines``, and the indexes of
+    cancels-on-disconnect (MassCancel.on_disconnect) to ``system``."""
     plan: list[_Planned] = []
     denied = set(denied_commands(principal, commands))
     for i, pb in enumerate(commands):
@@ -92,22 +96,33 @@ def _plan(
             # where leaving it out would look like a cancel that covered it.
             expanded = mass_cancel_symbols(cmd, ownership.owned())
             plan.append((len(domain), len(expanded)))
+            if pb.mass_cancel.on_disconnect:
+                system.extend(range(len(domain), len(domain) + len(expanded)))
             domain.extend(expanded)
             deadlines.extend([pb.deadline_unix_nanos] * len(expanded))
         else:
-            plan.append((len(domain), 1) if type(cmd) is MassCancel else len(domain))
+            if type(cmd) is MassCancel:
+                plan.append((len(domain), 1))
+                if pb.mass_cancel.on_disconnect:
+                    system.append(len(domain))
+            else:
+                plan.append(len(domain))
             domain.append(cmd)
             deadlines.append(pb.deadline_unix_nanos)
     return plan
 
 
 async def _submit(
-    pipeline: Pipeline, domain: list[Command], nbytes: int, deadlines: list[int] | None
+    pipeline: Pipeline,
+    domain: list[Command],
+    nbytes: int,
+    deadlines: list[int] | None,
+    system: list[int],
 ) -> list[Outcome]:
     if not domain:
         return []
     try:
-        return await pipeline.submit(domain, nbytes, deadlines)
+        return await pipeline.submit(domain, nbytes, deadlines, system=frozenset(system))
     except Overloaded as exc:
         failure = CommandFailure(REASON_OVERLOADED, str(exc))
         return [failure] * len(domain)

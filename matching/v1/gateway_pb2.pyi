@@ -278,9 +278,10 @@ class TradeStreamOptions(_message.Message):
     """If true, when the stream ends for any reason other than a clean client half-close after
     all answers were received (transport failure, cancellation, deadline, router crash), every
     open order of the stream's accounts is cancelled on every symbol. Account scoped: it also
-    cancels orders placed through other sessions of those accounts. A stream with it set
-    gets its OK status up to 0.25 s after a clean half-close: a server cannot tell a cancel
-    from a half-close sooner (docs/decisions/0014-clean-stream-end.md).
+    cancels orders placed through other sessions of those accounts, whose streams are told
+    (REPORT_KIND_SYSTEM_CANCEL, on every router). A stream with it set gets its OK status up
+    to 0.25 s after a clean half-close: a server cannot tell a cancel from a half-close
+    sooner (docs/decisions/0014-clean-stream-end.md).
     """
     @_builtins.property
     def accounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

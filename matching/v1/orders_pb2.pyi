@@ -227,6 +227,7 @@ class MassCancel(_message.Message):
     ACCOUNT_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     SIDE_FIELD_NUMBER: _builtins.int
+    ON_DISCONNECT_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     """Account whose orders are cancelled."""
     symbol: _builtins.str
@@ -235,16 +236,23 @@ class MassCancel(_message.Message):
     """
     side: _types_pb2.Side.ValueType
     """Only this side; SIDE_UNSPECIFIED = both sides."""
+    on_disconnect: _builtins.bool
+    """A cancel-on-disconnect (routers set it for their gone clients): what it cancelled also
+    goes to the account's streams on every router as REPORT_KIND_SYSTEM_CANCEL, and is held
+    60 s for routers not connected then (shard.proto AccountSubscription). A client that
+    sets it on its own mass cancel has its other streams told the same way.
+    """
     def __init__(
         self,
         *,
         account: _builtins.str = ...,
         symbol: _builtins.str = ...,
         side: _types_pb2.Side.ValueType = ...,
+        on_disconnect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "on_disconnect", b"on_disconnect", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -89,16 +89,29 @@ async def test_a_broken_link_tells_the_clients_what_the_shard_cancelled(pg_dsn: 
             await proxy.close()
 
 
-async def test_a_cancel_on_disconnect_tells_the_accounts_other_streams(pg_dsn: str) -> None:
-    async with cluster(pg_dsn) as state:
+async def test_a_cancel_on_disconnect_tells_the_accounts_streams_on_every_router(
+    pg_dsn: str,
+) -> None:
+    """mm trades through router r1 with cancel-on-disconnect and watches from r1 and from
+    r2. The stream goes; r1 cancels its orders on both shards, and both watchers are told:
+    r2's only because the shards tell every subscribed router (MassCancel.on_disconnect)."""
+    async with (
+        cluster(pg_dsn) as state,
+    ):
         await state.start_shard("shard-a", (BTC,))
         await state.start_shard("shard-b", (ETH,))
-        async with running_router(state) as (_, stub):
-            watcher = trade(stub)
+        async with (
+            running_router(state, router_id="r1") as (_, stub),
+            running_router(state, router_id="r2") as (_, other_stub),
+        ):
+            watchers = [trade(stub), trade(other_stub)]
             options = gateway_pb2.TradeStreamOptions(accounts=["mm"])
-            await watcher.write(gateway_pb2.TradeRequest(options=options))
+            for watcher in watchers:
+                await watcher.write(gateway_pb2.TradeRequest(options=options))
             gone, placed = await resting_stream(stub, "mm", cancel_on_disconnect=True)
             gone.cancel()
-            assert await cancelled_as_told(watcher, len(placed)) == placed
+            for watcher in watchers:
+                assert await cancelled_as_told(watcher, len(placed)) == placed
             assert await open_orders(pg_dsn, "mm") == []
-            watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
