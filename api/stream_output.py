@@ -30,8 +30,9 @@ class StreamOutput:
         self._slots = asyncio.Semaphore(inflight)
         self._items: deque[Any] = deque()
         self._ready = asyncio.Event()
-        self._cap = unsolicited_cap
+        self._cap = unsolicited_cap  # reports, not messages: one message may carry a batch's
         self._unsolicited = 0  # messages of ``put_unsolicited`` in the queue
+        self._reports = 0  # and the results they carry
         self._closed = False
 
     def __len__(self) -> int:
@@ -48,11 +49,14 @@ class StreamOutput:
         self._put(asyncio.ensure_future(work()))
 
     def put_unsolicited(self, message: Any) -> bool:
-        """Queue ``message`` (with ``results``); False, queueing OVERFLOW, past the cap."""
-        if len(self._items) >= self._cap:
+        """Queue ``message`` (with ``results``); False, queueing OVERFLOW, past the cap of
+        queued results (a message alone in the queue is always taken)."""
+        count = len(message.results)
+        if self._unsolicited and self._reports + count > self._cap:
             self._put(OVERFLOW)
             return False
         self._unsolicited += 1
+        self._reports += count
         self._put(message)
         return True
 
@@ -70,6 +74,7 @@ class StreamOutput:
             return item
         if not isinstance(item, asyncio.Future):
             self._unsolicited -= 1
+            self._reports -= len(item.results)
             return [item]
         answer = await item
         self._slots.release()
@@ -103,6 +108,7 @@ class StreamOutput:
             self._items.clear()
             self._items.extend(kept)
             self._unsolicited -= len(earlier)
+            self._reports -= sum(len(item.results) for item in earlier)
         return earlier
 
     def close(self) -> None:
@@ -115,6 +121,7 @@ class StreamOutput:
                 self._slots.release()
         self._items.clear()
         self._unsolicited = 0
+        self._reports = 0
 
     def _put(self, item: Any) -> None:
         self._items.append(item)

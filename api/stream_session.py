@@ -24,7 +24,7 @@ from api.stream_output import END, OVERFLOW, StreamOutput
 
 log = logging.getLogger(__name__)
 
-UNSOLICITED_CAP = 10_000  # unsolicited messages waiting on one stream before it is cut off
+UNSOLICITED_CAP = 10_000  # unsolicited reports waiting on one stream before it is cut off
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

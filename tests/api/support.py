@@ -7,6 +7,13 @@ import asyncio
 
 import grpc
 
+from matching.v1 import gateway_pb2, orders_pb2
+
+
+def fill() -> gateway_pb2.TradeResponse:
+    """An unsolicited message of one report (its content does not matter here)."""
+    return gateway_pb2.TradeResponse(results=[orders_pb2.CommandResult()])
+
 
 class GatedContext:
     """A call whose writes wait for ``gate``."""
@@ -15,7 +22,7 @@ class GatedContext:
         self.gate = asyncio.Event()
         self.code: grpc.StatusCode | None = None
 
-    async def write(self, message: bytes) -> None:
+    async def write(self, message: object) -> None:
         await self.gate.wait()
 
     def set_code(self, code: grpc.StatusCode) -> None:

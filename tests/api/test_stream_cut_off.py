@@ -16,7 +16,8 @@ import grpc
 
 from api.stream_output import StreamOutput
 from api.stream_session import OrderedSession, run_session
-from tests.api.support import GatedContext
+from matching.v1 import gateway_pb2, orders_pb2
+from tests.api.support import GatedContext, fill
 
 WRITE_TIMEOUT = 0.05
 BOUND = 5.0  # seconds: every wait of these tests
@@ -42,7 +43,7 @@ async def test_requests_sent_after_a_cut_off_start_nothing() -> None:
         cleaned_up.set()
 
     running = asyncio.ensure_future(run_session(session, context, read, close))  # type: ignore[arg-type]
-    session.deliver(b"fill")  # the writer takes it and stalls in its write
+    session.deliver(fill())  # the writer takes it and stalls in its write
     await asyncio.wait_for(cleaned_up.wait(), BOUND)  # cut off: the clean-up has begun
     for n in range(5):  # the client goes on sending while the stalled write lingers
         requests.put_nowait(n)
@@ -71,3 +72,20 @@ async def test_a_request_waiting_for_a_slot_starts_nothing_once_closed() -> None
     await asyncio.wait_for(waiting, BOUND)
     assert started == ["first"]
     assert len(output) == 0
+
+
+def test_the_unsolicited_cap_counts_reports_not_messages() -> None:
+    """A message may carry a whole batch's reports for the stream: counting messages let a
+    slow reader's queue hold the cap times a batch."""
+    output = StreamOutput(inflight=1, unsolicited_cap=10)
+    big = gateway_pb2.TradeResponse(results=[orders_pb2.CommandResult()] * 8)
+    assert output.put_unsolicited(big)
+    assert output.put_unsolicited(fill()) and output.put_unsolicited(fill())  # 10 reports
+    assert not output.put_unsolicited(fill())
+
+
+def test_a_message_larger_than_the_cap_is_taken_into_an_empty_queue() -> None:
+    output = StreamOutput(inflight=1, unsolicited_cap=10)
+    huge = gateway_pb2.TradeResponse(results=[orders_pb2.CommandResult()] * 50)
+    assert output.put_unsolicited(huge)
+    assert not output.put_unsolicited(fill())

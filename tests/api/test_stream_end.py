@@ -19,7 +19,7 @@ from api import stream_session
 from api.stream_session import OrderedSession, run_session
 from router.streams import TradeSession
 from shard.streams import StreamSession
-from tests.api.support import GatedContext
+from tests.api.support import GatedContext, fill
 
 CANCELS = 300
 HALF_CLOSES = 4
@@ -118,11 +118,12 @@ async def test_an_overflow_queued_behind_the_end_is_no_clean_end(
         verdicts.append(clean)
 
     running = asyncio.ensure_future(run_session(session, context, read, close))  # type: ignore[arg-type]
-    session.deliver(b"fill 1")  # the writer takes it and waits in its write
+    session.deliver(fill())  # the writer takes it and waits in its write
     await asyncio.sleep(0.01)
     half_close.set()  # the end is queued
     await asyncio.sleep(0.01)
-    session.deliver(b"fill 2")  # past the cap (the end fills the queue): dropped
+    session.deliver(fill())  # queued behind the end (alone, so within any cap)
+    session.deliver(fill())  # past the cap of one queued report: dropped
     assert session.closed
     context.gate.set()
     await asyncio.wait_for(running, 5)
