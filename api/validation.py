@@ -234,10 +234,13 @@ def validate_amend_order(
 
 
 def validate_mass_cancel(
-    msg: orders_pb2.MassCancel, prefix: str = "", *, strict: bool = False
+    msg: orders_pb2.MassCancel, prefix: str = "", *, strict: bool = False, routed: bool = False
 ) -> list[Violation]:
-    """``strict`` changes nothing here: every rule is malformed-tier (see module doc)."""
+    """``strict`` changes nothing here: every rule is malformed-tier (see module doc).
+    ``routed``: it came from a router (a ShardCommand), the only sender of on_disconnect."""
     out: list[Violation] = []
+    if msg.on_disconnect and not routed:
+        out.append(Violation(prefix + "on_disconnect", "is set by routers only"))
     if msg.symbol:  # "" = every symbol
         _symbol(out, msg.symbol, prefix)
     _account(out, msg.account, prefix, required=True)
@@ -264,9 +267,15 @@ _KIND_PREFIX = {
 
 
 def validate_command(
-    cmd: orders_pb2.OrderCommand | shard_pb2.ShardCommand, prefix: str = "", *, strict: bool = False
+    cmd: orders_pb2.OrderCommand | shard_pb2.ShardCommand,
+    prefix: str = "",
+    *,
+    strict: bool = False,
+    routed: bool = False,
 ) -> list[Violation]:
-    """One OrderCommand or ShardCommand: exactly one kind set, and that kind well-formed."""
+    """One OrderCommand or ShardCommand: exactly one kind set, and that kind well-formed.
+    ``routed``: a router's own command (a ShardCommand always is), which may carry what
+    clients may not."""
     kind = cmd.WhichOneof("command")
     p = (prefix + _KIND_PREFIX[kind]) if kind in _KIND_PREFIX else ""
     if kind == "place_order":
@@ -276,7 +285,8 @@ def validate_command(
     elif kind == "amend_order":
         out = validate_amend_order(cmd.amend_order, p, strict=strict)
     elif kind == "mass_cancel":
-        out = validate_mass_cancel(cmd.mass_cancel, p, strict=strict)
+        routed = routed or isinstance(cmd, shard_pb2.ShardCommand)
+        out = validate_mass_cancel(cmd.mass_cancel, p, strict=strict, routed=routed)
     elif kind == "set_symbol_status" and isinstance(cmd, shard_pb2.ShardCommand):
         out = validate_set_symbol_status(cmd.set_symbol_status, p, strict=strict)
     else:

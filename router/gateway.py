@@ -220,7 +220,9 @@ class RouterGateway(gateway_pb2_grpc.OrderGatewayServiceServicer):
         wait = self._config.protective_wait
         # Past the longest wait: a cancel drained from a buffer at its end still runs.
         deadline = time.time_ns() + int((wait + self._config.request_timeout) * 1e9)
-        execute = functools.partial(self._dispatcher.execute, deadline=deadline, max_wait=wait)
+        execute = functools.partial(
+            self._dispatcher.execute, deadline=deadline, max_wait=wait, own=True
+        )
         results = await execute(commands)
         sent = {(c.mass_cancel.symbol, c.mass_cancel.account) for c in commands}
         refused = refused_symbols(commands, results)
@@ -339,13 +341,19 @@ def refused_symbols(
     commands: list[orders_pb2.OrderCommand], results: list[orders_pb2.CommandResult]
 ) -> list[orders_pb2.OrderCommand]:
     """A mass cancel on one symbol for each symbol a shard-wide mass cancel could not
-    reach for now (MassCancelResult.errors: retry the mass cancel for them)."""
+    reach for now (MassCancelResult.errors: retry the mass cancel for them), otherwise the
+    same (its on_disconnect flag included)."""
     return [
-        orders_pb2.OrderCommand(
-            mass_cancel=orders_pb2.MassCancel(symbol=error.symbol, account=cmd.mass_cancel.account)
-        )
+        _on_symbol(cmd.mass_cancel, error.symbol)
         for cmd, result in zip(commands, results, strict=True)
         if not cmd.mass_cancel.symbol and result.WhichOneof("result") == "mass_cancel"
         for error in result.mass_cancel.errors
         if error.symbol and error.retryable
     ]
+
+
+def _on_symbol(cancel: orders_pb2.MassCancel, symbol: str) -> orders_pb2.OrderCommand:
+    one = orders_pb2.OrderCommand()
+    one.mass_cancel.CopyFrom(cancel)
+    one.mass_cancel.symbol = symbol
+    return one

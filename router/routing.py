@@ -128,12 +128,14 @@ class Dispatcher:
         deadline: int,
         *,
         max_wait: float = 0.0,
+        own: bool = False,
     ) -> list[CommandResult]:
         """One result per command, in order; ``deadline`` in ns since the epoch.
-        ``max_wait``: how long they may wait for a symbol's owner (0: buffer_max_seconds)."""
+        ``max_wait``: how long they may wait for a symbol's owner (0: buffer_max_seconds).
+        ``own``: the router's own commands (cancel-on-disconnect), not a client's."""
         max_wait = max_wait or self._config.buffer_max_seconds
         request = _Request(commands, deadline, next(self._arrivals), max_wait)
-        routed, fan_outs = self._prepare(request)
+        routed, fan_outs = self._prepare(request, own)
         parts = self._dispatch(request, routed)
         spread = [(i, self._fan_out(request, i)) for i in fan_outs]
         try:
@@ -158,17 +160,17 @@ class Dispatcher:
 
     # --- steps --------------------------------------------------------------------------
 
-    def _prepare(self, request: _Request) -> tuple[list[int], list[int]]:
+    def _prepare(self, request: _Request, ours: bool) -> tuple[list[int], list[int]]:
         """Validate and encode; which commands go to one symbol, which to every shard."""
         routed: list[int] = []
         fan_outs: list[int] = []
         deadline = request.deadline
         for i, command in enumerate(request.commands):
-            violations = validate_command(command)
+            violations = validate_command(command, routed=ours)
             kind = command.WhichOneof("command")
             symbol = str(getattr(command, kind).symbol) if kind else ""
             if violations:  # again with the field paths the shard reports (rare: no cost)
-                violations = validate_command(command, f"commands[{i}].")
+                violations = validate_command(command, f"commands[{i}].", routed=ours)
                 error = malformed_command_error(violations, symbol)
                 request.results[i] = CommandResult(error=error)
                 continue

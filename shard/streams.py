@@ -21,6 +21,9 @@ from shard.system_cancels import HeldReports
 _SYSTEM_CANCEL = orders_pb2.REPORT_KIND_SYSTEM_CANCEL
 Results = list[orders_pb2.CommandResult]
 Wrap = Callable[[Results, Any], Any]  # builds the stream's response message
+# Bytes of reports per unsolicited message: far below the 4 MiB a gRPC client takes by
+# default, however many reports a batch (or a resubscription's held ones) has for a stream.
+MESSAGE_BYTES = 1 << 20
 
 
 class StreamSession(OrderedSession):
@@ -51,7 +54,8 @@ class Subscribers:
             self._by_account[account].add((session, wrap))
             missed.extend(self._held.take(account, session.router_id))
         if missed:
-            session.deliver(wrap(missed, None))
+            for message in split(missed):
+                session.deliver(wrap(message, None))
             if session.closed:  # not delivered (overflowed): held for the next subscribe
                 self._held.give_back(missed, session.router_id)
 
@@ -100,7 +104,8 @@ class Subscribers:
                 ):  # fmt: skip
                     self._add(orders_pb2.CommandResult(correlation_id=0, report=report), out)
         for session, (wrap, results) in out.items():
-            session.deliver(wrap(results, None))
+            for message in split(results):
+                session.deliver(wrap(message, None))
         for result, sessions in told:  # a stream that overflowed was not told
             had = {session.router_id for session in sessions if not session.closed}
             self._held.hold(result.report.account, result, had)
@@ -118,3 +123,19 @@ class Subscribers:
             else:
                 pending[1].append(result)
         return sessions
+
+
+def split(results: Results, budget: int = MESSAGE_BYTES) -> Iterator[Results]:
+    """``results`` in order, in consecutive messages of at most ``budget`` bytes (a larger
+    result alone)."""
+    chunk: Results = []
+    size = 0
+    for result in results:
+        n = result.ByteSize()
+        if chunk and size + n > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(result)
+        size += n
+    if chunk:
+        yield chunk

@@ -239,8 +239,8 @@ class MassCancel(_message.Message):
     on_disconnect: _builtins.bool
     """A cancel-on-disconnect (routers set it for their gone clients): what it cancelled also
     goes to the account's streams on every router as REPORT_KIND_SYSTEM_CANCEL, and is held
-    60 s for routers not connected then (shard.proto AccountSubscription). A client that
-    sets it on its own mass cancel has its other streams told the same way.
+    60 s for routers not connected then (shard.proto AccountSubscription). Routers only: a
+    client's command with it set is malformed (INVALID_ARGUMENT).
     """
     def __init__(
         self,

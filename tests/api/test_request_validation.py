@@ -18,7 +18,7 @@ from api.request_validation import (
     validate_symbol_spec,
     validate_trade_request,
 )
-from api.validation import Violation
+from api.validation import Violation, validate_command
 from matching.v1 import gateway_pb2, orders_pb2, shard_pb2, types_pb2
 
 
@@ -199,3 +199,12 @@ def spec(**fields: int | str) -> types_pb2.SymbolSpec:
 )
 def test_symbol_spec(changes: dict[str, int | str], fields: list[str]) -> None:
     assert fields_of(validate_symbol_spec(spec(**changes))) == fields
+
+
+def test_only_routers_send_a_cancel_on_disconnect() -> None:
+    flagged = orders_pb2.MassCancel(account="a", on_disconnect=True)
+    request = gateway_pb2.MassCancelRequest(mass_cancel=flagged)
+    assert fields_of(validate_mass_cancel_request(request)) == ["mass_cancel.on_disconnect"]
+    from_client = orders_pb2.OrderCommand(mass_cancel=flagged)
+    assert fields_of(validate_command(from_client)) == ["mass_cancel.on_disconnect"]
+    assert validate_command(shard_pb2.ShardCommand(mass_cancel=flagged)) == []

@@ -13,7 +13,7 @@ RC = T.RejectCode
 
 def mass_cancel(symbol: str, account: str) -> orders_pb2.OrderCommand:
     return orders_pb2.OrderCommand(
-        mass_cancel=orders_pb2.MassCancel(symbol=symbol, account=account)
+        mass_cancel=orders_pb2.MassCancel(symbol=symbol, account=account, on_disconnect=True)
     )
 
 
@@ -41,6 +41,8 @@ def test_only_symbols_a_shard_wide_cancel_could_not_reach_for_now_are_retried() 
         (BTC, "mm"),
         (ETH, "mm2"),
     ]
+    # Still cancels-on-disconnect: the shards tell the accounts' streams what they took.
+    assert all(c.mass_cancel.on_disconnect for c in again)
 
 
 def test_a_cancel_every_shard_answered_is_not_retried() -> None:

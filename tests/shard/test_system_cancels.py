@@ -7,7 +7,7 @@ from __future__ import annotations
 from matching.v1 import orders_pb2, types_pb2
 from shard import edge
 from shard.engine import MassCancel, MatchingEngine, Report, SymbolSpec
-from shard.streams import Subscribers
+from shard.streams import Subscribers, split
 from shard.system_cancels import HeldReports
 
 
@@ -138,3 +138,11 @@ def test_a_stream_cut_off_before_it_was_told_leaves_the_report_held_for_its_rout
     assert [kinds(m) for m in last.messages] == [
         [(orders_pb2.REPORT_KIND_SYSTEM_CANCEL, cancelled.seq)]
     ]
+
+
+def test_a_streams_reports_are_split_into_bounded_messages_in_order() -> None:
+    results = [report(seq) for seq in range(1, 8)]
+    size = results[0].ByteSize()
+    assert [seqs(m) for m in split(results, budget=3 * size)] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert [seqs(m) for m in split(results[:1], budget=1)] == [[1]]  # larger alone
+    assert list(split([])) == []
