@@ -22,6 +22,7 @@ from shard.engine import RejectCode, Report
 from shard.errors import CommandFailure
 from shard.ownership import RELEASED, SERVED, Ownership, SymbolState
 from shard.pipeline import Commit, Committed, Pipeline, StartCommit
+from shard.system_cancels import HeldReports
 from telemetry.metrics import CALL_BUCKETS, reject_label
 
 COMMANDS = Counter(
@@ -64,6 +65,16 @@ REQUEST_SECONDS = Histogram(
 REQUEST_KINDS = ("unary", "batch", "trade", "execute")
 QUEUED = Gauge("spotmatch_shard_queued_commands", "Commands waiting to be matched", ["shard"])
 SYMBOLS = Gauge("spotmatch_shard_symbols", "Symbols held, by state", ["shard", "state"])
+HELD_CANCELS = Gauge(
+    "spotmatch_shard_held_system_cancels",
+    "System-cancel reports held for routers not told yet (decision 0023)",
+    ["shard"],
+)
+DROPPED_CANCELS = Counter(
+    "spotmatch_shard_dropped_system_cancels_total",
+    "Held system-cancel reports dropped past the hold's cap before their hold time ran out",
+    ["shard"],
+)
 
 _ACCEPTED = "accepted"
 
@@ -84,9 +95,11 @@ class ShardMetrics:
         self._commit = COMMIT_SECONDS.labels(shard_id)
         self._failed = FAILED_COMMITS.labels(shard_id)
 
-    def watch(self, pipeline: Pipeline, ownership: Ownership) -> None:
+    def watch(self, pipeline: Pipeline, ownership: Ownership, held: HeldReports) -> None:
         """Read the gauges from these when scraped; count each committed batch."""
         QUEUED.labels(self._shard).set_function(lambda: pipeline.queued_commands)
+        HELD_CANCELS.labels(self._shard).set_function(lambda: len(held))
+        held.on_drop = DROPPED_CANCELS.labels(self._shard).inc
         for state in SymbolState:
             SYMBOLS.labels(self._shard, state.value).set_function(
                 lambda state=state: ownership.count(state)  # type: ignore[misc]
@@ -126,7 +139,8 @@ class ShardMetrics:
         return started
 
     def close(self) -> None:
-        for metric in (BATCH_COMMANDS, COMMIT_SECONDS, FAILED_COMMITS, QUEUED):
+        for metric in (BATCH_COMMANDS, COMMIT_SECONDS, FAILED_COMMITS, QUEUED, HELD_CANCELS,
+                       DROPPED_CANCELS):  # fmt: skip
             metric.remove(self._shard)
         for state in SymbolState:
             SYMBOLS.remove(self._shard, state.value)

@@ -120,7 +120,7 @@ class ShardNode:
             self.engine, self.ownership, admission, start, self._reload, config.caps
         )
         if self.metrics is not None:
-            self.metrics.watch(self.pipeline, self.ownership)
+            self.metrics.watch(self.pipeline, self.ownership, self.subscribers.held)
         self.metrics_endpoint: MetricsEndpoint | None = None
         self.pipeline.after_commit.append(self.subscribers.publish)
         self.publisher: MarketDataPublisher | None = None

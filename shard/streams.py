@@ -43,7 +43,7 @@ class Subscribers:
 
     def __init__(self, held: HeldReports | None = None) -> None:
         self._by_account: dict[str, set[tuple[StreamSession, Wrap]]] = defaultdict(set)
-        self._held = HeldReports() if held is None else held
+        self.held = HeldReports() if held is None else held  # read by the metrics
 
     def subscribe(self, session: StreamSession, wrap: Wrap, accounts: Iterable[str]) -> None:
         """Subscribe ``session`` to ``accounts``; the system cancels held for them that its
@@ -52,12 +52,12 @@ class Subscribers:
         for account in accounts:
             session.accounts.add(account)
             self._by_account[account].add((session, wrap))
-            missed.extend(self._held.take(account, session.router_id))
+            missed.extend(self.held.take(account, session.router_id))
         if missed:
             for message in split(missed):
                 session.deliver(wrap(message, None))
             if session.closed:  # not delivered (overflowed): held for the next subscribe
-                self._held.give_back(missed, session.router_id)
+                self.held.give_back(missed, session.router_id)
 
     def accounts(self) -> set[str]:
         """The accounts some stream is subscribed to."""
@@ -108,7 +108,7 @@ class Subscribers:
                 session.deliver(wrap(message, None))
         for result, sessions in told:  # a stream that overflowed was not told
             had = {session.router_id for session in sessions if not session.closed}
-            self._held.hold(result.report.account, result, had)
+            self.held.hold(result.report.account, result, had)
 
     def _add(
         self, result: orders_pb2.CommandResult, out: dict[StreamSession, tuple[Wrap, Results]]

@@ -48,6 +48,7 @@ class HeldReports:
         self._clock = clock
         self._oldest_first: deque[_Held] = deque()
         self._by_account: dict[str, deque[_Held]] = {}
+        self.on_drop: Callable[[float], object] | None = None  # given how many the cap dropped
 
     def __len__(self) -> int:
         return len(self._oldest_first)
@@ -83,6 +84,8 @@ class HeldReports:
         over = len(queue) - self._cap
         if over > 0:
             log.warning("system cancels held past the cap: %d dropped, oldest first", over)
+            if self.on_drop is not None:
+                self.on_drop(over)
         while queue and (len(queue) > self._cap or queue[0].expires <= now):
             gone = queue.popleft()
             of_account = self._by_account[gone.account]

@@ -17,7 +17,9 @@ from matching.v1 import gateway_pb2, gateway_pb2_grpc, orders_pb2, shard_pb2, sh
 from matching.v1 import types_pb2 as T
 from persistence import failpoints
 from shard.ownership import SymbolState
+from tests.scrape import scrape
 from tests.shard.support import config, gateway, place, prepare_db, running_node, submit
+from tools.services.ports import free_port
 
 
 def resting_count(dsn: str, account: str) -> int:
@@ -246,8 +248,9 @@ async def test_a_router_whose_link_broke_is_told_on_reconnecting_what_was_cancel
     A router subscribed to the account then (r2) is told at once; r1 is told when it
     reconnects and subscribes again, once; r2 reconnecting is not told twice."""
     await prepare_db(pg_dsn)
+    metrics = free_port()
     async with (
-        running_node(config(pg_dsn)) as node,
+        running_node(config(pg_dsn, metrics_listen=f"127.0.0.1:{metrics}")) as node,
         grpc.aio.insecure_channel(f"127.0.0.1:{node.port}") as channel,
     ):
         broken, other = ExecuteStream(channel, "r1"), ExecuteStream(channel, "r2")
@@ -262,6 +265,8 @@ async def test_a_router_whose_link_broke_is_told_on_reconnecting_what_was_cancel
         broken.call.cancel()  # the link breaks; router r1 and its clients stay up
         assert system_cancels(await other.read()) == [("mm", [order_id])]
         await until_resting(pg_dsn, "mm", 0)
+        seen = await asyncio.to_thread(scrape, metrics)
+        assert seen[("spotmatch_shard_held_system_cancels", (("shard", "shard-1"),))] == 1
 
         again = ExecuteStream(channel, "r1")
         again.subscribe("mm", cancel_on_disconnect=True)

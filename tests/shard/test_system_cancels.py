@@ -51,11 +51,14 @@ def test_held_reports_expire_after_the_hold_time() -> None:
 
 def test_the_hold_is_capped_oldest_first() -> None:
     held = HeldReports(hold_seconds=60, cap=3, clock=Clock())
+    dropped: list[float] = []
+    held.on_drop = dropped.append  # the metrics count them
     for seq in range(1, 6):
         held.hold("mm" if seq % 2 else "mm2", report(seq), had=set())
     assert len(held) == 3
     assert seqs(held.take("mm", "r1")) == [3, 5]
     assert seqs(held.take("mm2", "r1")) == [4]
+    assert sum(dropped) == 2
 
 
 # --- Subscribers: what reaches the streams (shard/streams.py) -----------------------------
