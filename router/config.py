@@ -45,7 +45,7 @@ class RouterConfig:
     table_refresh_timeout: float = 2.0  # the re-read after a NOT_OWNER answer
     max_message_bytes: int = 16 << 20
     stream_inflight: int = 64  # requests in flight per Trade stream
-    stream_write_timeout: float = 10.0  # a Trade reader this slow is cut off
+    stream_write_timeout: float = 10.0  # a Trade or market data reader this slow is cut off
     shutdown_grace: float = 10.0
     # Market data (router/market_data.py). No Redis nodes: GetOrderBook asks the shards and
     # StreamMarketData is UNAVAILABLE.
@@ -116,7 +116,8 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
     ("--stream-inflight", f"{ENV_PREFIX}STREAM_INFLIGHT", 64,
      "requests in flight per Trade stream before the router stops reading it"),
     ("--stream-write-timeout", f"{ENV_PREFIX}STREAM_WRITE_TIMEOUT", 10.0,
-     "a Trade stream whose reader stalls a write this many seconds is cut off"),
+     "a Trade or StreamMarketData stream whose reader stalls a write this many seconds is"
+     " cut off"),
     ("--redis", "SPOTMATCH_REDIS", "",
      "Redis Cluster nodes host:port,... holding market data (optional: without it the"
      " shards answer GetOrderBook and StreamMarketData is unavailable)"),

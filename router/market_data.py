@@ -14,6 +14,7 @@ StreamMarketData: one shared feed per symbol (router.md_feeds), one bounded queu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -132,25 +133,35 @@ class MarketData:
             self._streams.discard(subscriber)
             feeds.leave(subscriber, symbols)
         if subscriber.overflowed:
-            log.warning("cut off a market data stream: %d updates not taken",
-                        self._config.md_queue_max)  # fmt: skip
+            log.warning("cut off a market data stream: %s", subscriber.cut_off_reason)
             context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
-            context.set_details("market data reader too slow: updates overflowed")
+            context.set_details(f"market data reader too slow: {subscriber.cut_off_reason}")
         else:
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details(subscriber.closed_reason)
 
     async def _write(self, subscriber: Subscriber, context: Context) -> None:
-        """Batches of queued updates until the subscriber is done (overflow or shutdown).
+        """Batches of queued updates until the subscriber is done (cut off or shutdown).
 
         A reader that stops reading blocks the write (HTTP/2 flow control); the feeds keep
-        queueing meanwhile, up to the subscriber's bound, and then cut it off."""
+        queueing meanwhile, up to the subscriber's bound, and then cut it off; a write that
+        stalls past ``stream_write_timeout`` cuts it off too (a quiet symbol never fills
+        the bound). The stalled write itself ends only when the peer drains or goes: only
+        then can the status go (as for Trade streams, api/stream_session.py)."""
         most = self._config.md_batch_max
+        timeout = self._config.stream_write_timeout
         while True:
             updates = await subscriber.take(most)
             if not updates:
                 return
-            await context.write(b"".join(updates))  # encoded already: router.md_wire
+            write = asyncio.ensure_future(context.write(b"".join(updates)))  # encoded already
+            done, _ = await asyncio.wait({write}, timeout=timeout)
+            if not done:
+                subscriber.cut_off("write timed out")
+                with contextlib.suppress(Exception):
+                    await write
+                return
+            write.result()  # a failed write ends the stream as before
 
     # --- life cycle -------------------------------------------------------------------
 

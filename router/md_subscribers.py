@@ -43,16 +43,18 @@ class Subscriber:
     """One StreamMarketData call: updates wait here, encoded (router.md_wire.framed), until
     its writer sends them.
 
-    Bounded by ``limit`` updates: a push that would exceed it marks the subscriber
-    ``overflowed``, frees the queue and calls ``on_overflow`` (the stream then ends with
-    RESOURCE_EXHAUSTED), so a reader that stalls never grows the router's memory."""
+    Bounded by ``limit`` updates: a push that would exceed it cuts the subscriber off
+    (``cut_off``: ``overflowed``, the queue freed, ``on_overflow`` called; the stream then
+    ends with RESOURCE_EXHAUSTED), so a reader that stalls never grows the router's memory.
+    The writer cuts it off too when one write stalls too long."""
 
     def __init__(self, depth: int, limit: int) -> None:
         self.depth = depth
         self._limit = limit
         self._queue: deque[bytes] = deque()
         self._ready = asyncio.Event()
-        self.overflowed = False
+        self.overflowed = False  # cut off as too slow
+        self.cut_off_reason = ""
         self.closed_reason = ""  # set by close(): the router is shutting down
         self.on_overflow: Callable[[], object] | None = None
 
@@ -65,15 +67,22 @@ class Subscriber:
         if self.done:
             return False
         if len(self._queue) + len(updates) > self._limit:
-            self.overflowed = True
-            self._queue.clear()
-            self._ready.set()
-            if self.on_overflow is not None:
-                self.on_overflow()
+            self.cut_off("updates overflowed")
             return False
         self._queue.extend(updates)
         self._ready.set()
         return True
+
+    def cut_off(self, why: str) -> None:
+        """Too slow: take nothing more, free the queue, tell ``on_overflow``."""
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self.cut_off_reason = why
+        self._queue.clear()
+        self._ready.set()
+        if self.on_overflow is not None:
+            self.on_overflow()
 
     def close(self, reason: str) -> None:
         self.closed_reason = reason

@@ -394,6 +394,34 @@ async def test_a_slow_subscriber_is_cut_off_while_another_keeps_receiving(
             await fast.close()
 
 
+async def test_a_subscriber_whose_write_stalls_is_cut_off_before_its_queue_fills(
+    redis_cluster_clean: RedisCluster, publisher: FormatPublisher
+) -> None:
+    """A reader that stops reading on a symbol too quiet to overflow its queue: the stalled
+    write alone cuts it off, and its queue and feed subscription are freed."""
+    await publisher.start(A, [(50, 10, 1)], [(1050, 10, 1)])
+    overrides = {"md_queue_max": 100_000, "stream_write_timeout": 0.5, **QUIET}
+    async with md_router(node_list(redis_cluster_clean), [A], **overrides) as (node, stub):
+        feeds = node.market_data.feeds
+        assert feeds is not None
+        request = gateway_pb2.StreamMarketDataRequest(symbols=[A])
+        open_call: Any = stub.StreamMarketData
+        slow = open_call(request, timeout=120.0)  # never read until the end
+        try:
+            assert await wait_until(lambda: (f := feeds.get(A)) is not None and f.subscribers == 1)
+            big = [[(1050, 1)] * 1000]  # ~15 kB of trades per batch
+            for i in range(600):  # ~9 MB: past any transport window, far below the queue
+                await publisher.batch(A, [("b", 100 + i % 40, 1 + i, 1)], big)
+            assert await wait_until(lambda: (f := feeds.get(A)) is None or f.subscribers == 0)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in slow:
+                    pass
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "write timed out" in (err.value.details() or "")
+        finally:
+            slow.cancel()
+
+
 async def test_a_redis_node_down_degrades_the_feed_then_it_recovers(
     redis_cluster_clean: RedisCluster, publisher: FormatPublisher
 ) -> None:
