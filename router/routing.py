@@ -160,28 +160,28 @@ class Dispatcher:
 
     # --- steps --------------------------------------------------------------------------
 
-    def _prepare(self, request: _Request, ours: bool) -> tuple[list[int], list[int]]:
+    def _prepare(self, request: _Request, own: bool) -> tuple[list[int], list[int]]:
         """Validate and encode; which commands go to one symbol, which to every shard."""
         routed: list[int] = []
         fan_outs: list[int] = []
         deadline = request.deadline
         for i, command in enumerate(request.commands):
-            violations = validate_command(command, routed=ours)
+            violations = validate_command(command, routed=own)
             kind = command.WhichOneof("command")
             symbol = str(getattr(command, kind).symbol) if kind else ""
             if violations:  # again with the field paths the shard reports (rare: no cost)
-                violations = validate_command(command, f"commands[{i}].", routed=ours)
+                violations = validate_command(command, f"commands[{i}].", routed=own)
                 error = malformed_command_error(violations, symbol)
                 request.results[i] = CommandResult(error=error)
                 continue
-            own = command.deadline_unix_nanos
+            own_deadline = command.deadline_unix_nanos
             request.kinds[i] = kind
             request.symbols[i] = symbol
             # The shard parses these bytes as a ShardCommand, whose extra (admin) fields a
             # caller could otherwise smuggle in as fields unknown to OrderCommand.
             command.DiscardUnknownFields()
             request.bodies[i] = command.SerializeToString()
-            request.deadlines[i] = own if own and own < deadline else deadline
+            request.deadlines[i] = own_deadline if 0 < own_deadline < deadline else deadline
             (routed if symbol else fan_outs).append(i)
         return routed, fan_outs
 

@@ -37,14 +37,7 @@ from opentelemetry.trace import Link, SpanContext, StatusCode
 from persistence.errors import FencedError, PersistenceError
 from persistence.rows import BatchRows
 from shard.admission import Admission, Outcome
-from shard.engine import (
-    Command,
-    Level,
-    MassCancel,
-    MatchingEngine,
-    Side,
-    SymbolStatus,
-)
+from shard.engine import Command, Level, MassCancel, MatchingEngine, Side, SymbolStatus
 from shard.errors import (
     REASON_OUTCOME_UNKNOWN,
     REASON_SYMBOL_MOVING,
