@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 # Barrier rounds a hand-over waits for cancels owed while it pauses a symbol: each round
 # commits those owed before it; a client churn can owe more during every one.
 QUIESCE_ROUNDS = 5
+# Takes (fence and load) holding a pool connection together. A failover hands a shard many
+# symbols at once, each its own task: uncapped they took every connection (each held for
+# the load, or up to 3 s waiting on a frozen owner's batches), the writer's next batch
+# timed out waiting for one, its commit failed, and the shard's own symbols went to reload
+# too. Loading is the event loop's work, so more at once would not be faster.
+TAKES_AT_ONCE = 2
 
 
 class SymbolCustody:
@@ -45,6 +51,7 @@ class SymbolCustody:
         self.shard_id = shard_id
         self._market_data = market_data
         self._guards: dict[str, asyncio.Lock] = {}  # one per symbol ever held: bounded
+        self._taking = asyncio.Semaphore(TAKES_AT_ONCE)
 
     def guard(self, symbol: str) -> asyncio.Lock:
         """Held by whoever changes ``symbol``'s custody across awaits (the assignment
@@ -53,7 +60,8 @@ class SymbolCustody:
 
     async def take(self, symbol: str, epoch: int | None = None) -> int:
         """Fence, load, serve; returns the epoch. FencedError if a newer owner exists."""
-        epoch = await take_symbol(self._pool, self._engine, symbol, self.shard_id, epoch)
+        async with self._taking:
+            epoch = await take_symbol(self._pool, self._engine, symbol, self.shard_id, epoch)
         self.ownership.serve(symbol, epoch)
         self._pipeline.committed_books[symbol] = self._pipeline.book_view(symbol)
         if self._market_data is not None:

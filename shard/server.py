@@ -73,12 +73,12 @@ def _authenticator(config: ShardConfig) -> list[Authenticator]:
 
 
 _RELOAD_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
-# The pool is the writer's first: its batches (two open at once), the client order id lookup
-# and moves each take a connection. Other users are capped so that none of them can make a
-# batch wait: a flood of GetOrder calls, or a failed commit that touched many symbols.
+# The pool is the writer's first: its batches (three open at once) and the client order id
+# lookup each take a connection. Other users are capped so that none of them can make a
+# batch wait: a flood of GetOrder calls, or takes and reloads of many symbols at once
+# (shard.custody.TAKES_AT_ONCE).
 READS_AT_ONCE = 2  # GetOrder lookups holding a connection together
 READS_QUEUED = 64  # ... and waiting for one; past it GetOrder answers RESOURCE_EXHAUSTED
-RELOADS_AT_ONCE = 2  # symbols reloading together after a failed commit
 
 
 def grpc_options(config: ShardConfig) -> list[tuple[str, int]]:
@@ -146,7 +146,6 @@ class ShardNode:
         self._stopped = False
         self._reads = asyncio.Semaphore(READS_AT_ONCE)
         self._reads_waiting = 0  # lookups holding or waiting for one of ``_reads``
-        self._reloading = asyncio.Semaphore(RELOADS_AT_ONCE)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -288,8 +287,7 @@ class ShardNode:
             if owned is None or owned.state is not SymbolState.RECOVERING:
                 return
             try:
-                async with self._reloading:
-                    await self.custody.reload(symbol, owned.epoch)
+                await self.custody.reload(symbol, owned.epoch)
             except PersistenceError as exc:
                 delay = _RELOAD_BACKOFF[min(attempt, len(_RELOAD_BACKOFF) - 1)]
                 log.warning(
