@@ -10,6 +10,7 @@ import pytest
 
 from shard import custody
 from shard.engine import SymbolSpec
+from shard.loading import take_symbol
 from shard.ownership import SymbolState
 from tests.shard.support import config, prepare_db, running_node
 
@@ -23,7 +24,6 @@ async def test_takes_of_many_symbols_hold_at_most_a_few_connections_at_once(
 ) -> None:
     await prepare_db(pg_dsn, SPECS)
     taking, most = 0, 0
-    real_take = custody.take_symbol
 
     async def counted(*args: Any, **kwargs: Any) -> int:
         nonlocal taking, most
@@ -31,7 +31,7 @@ async def test_takes_of_many_symbols_hold_at_most_a_few_connections_at_once(
         most = max(most, taking)
         try:
             await asyncio.sleep(0.05)  # long enough for every take to have started
-            return await real_take(*args, **kwargs)
+            return await take_symbol(*args, **kwargs)
         finally:
             taking -= 1
 
