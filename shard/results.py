@@ -101,12 +101,9 @@ def _plan(
             domain.extend(expanded)
             deadlines.extend([pb.deadline_unix_nanos] * len(expanded))
         else:
-            if type(cmd) is MassCancel:
-                plan.append((len(domain), 1))
-                if pb.mass_cancel.on_disconnect:
-                    system.append(len(domain))
-            else:
-                plan.append(len(domain))
+            plan.append((len(domain), 1) if type(cmd) is MassCancel else len(domain))
+            if type(cmd) is MassCancel and pb.mass_cancel.on_disconnect:
+                system.append(len(domain))
             domain.append(cmd)
             deadlines.append(pb.deadline_unix_nanos)
     return plan
