@@ -36,6 +36,9 @@ class RouterConfig:
     # wait in a per-symbol buffer; beyond either bound: UNAVAILABLE / SYMBOL_MOVING.
     buffer_max_commands: int = 10_000
     buffer_max_seconds: float = 5.0
+    # A symbol that changed owner waits (buffered) at most this long for its old owner's
+    # release marker, behind which that owner's last reports of it arrive (handovers.py).
+    handover_wait: float = 1.0
     # A cancel-on-disconnect waits this long for its symbol's owner instead: a failover
     # (lease TTL, at most 30 s, then the new owner's load) may outlast buffer_max_seconds,
     # and a gone client's orders must not be left resting because it did.
@@ -73,6 +76,8 @@ class RouterConfig:
             raise ConfigError("batch_max_bytes must be below max_message_bytes")
         if min(self.link_inflight_batches, self.stream_inflight) < 1:
             raise ConfigError("in-flight bounds must be at least 1")
+        if self.handover_wait < 0:
+            raise ConfigError("handover_wait must not be negative")
         if min(self.link_max_queued, self.buffer_max_commands) < 0:
             raise ConfigError("queue bounds must not be negative")
         if not 1 <= self.md_default_depth <= self.md_max_depth:
@@ -107,6 +112,9 @@ _ARGUMENTS: tuple[tuple[str, str, str | int | float, str], ...] = (
      "max commands buffered per symbol while it has no reachable owner (moving)"),
     ("--buffer-seconds", f"{ENV_PREFIX}BUFFER_SECONDS", 5.0,
      "max seconds a command waits for a moving symbol; then UNAVAILABLE / SYMBOL_MOVING"),
+    ("--handover-wait", f"{ENV_PREFIX}HANDOVER_WAIT", RouterConfig.handover_wait,
+     "max seconds a symbol that changed owner waits for the old owner to confirm it let go"
+     " (its last reports of the symbol come first)"),
     ("--cancel-wait", f"{ENV_PREFIX}CANCEL_WAIT", RouterConfig.protective_wait,
      "max seconds a cancel-on-disconnect waits for its symbol's owner (moving, failing over)"),
     ("--request-timeout", f"{ENV_PREFIX}REQUEST_TIMEOUT", 10.0,
@@ -164,6 +172,7 @@ def from_args(args: argparse.Namespace) -> RouterConfig:
             link_max_queued=args.link_queue,
             buffer_max_commands=args.buffer_max,
             buffer_max_seconds=args.buffer_seconds,
+            handover_wait=args.handover_wait,
             protective_wait=args.cancel_wait,
             request_timeout=args.request_timeout,
             max_message_bytes=args.max_message_bytes,

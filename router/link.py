@@ -117,6 +117,7 @@ class LinkHooks:
     ready: Callable[[ShardLink], None]  # the link (re)connected: drain buffers
     unsolicited: Callable[[list[CommandResult]], None]  # maker reports for subscribers
     subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]  # state to (re)send
+    released: Callable[[ShardLink, list[str]], None]  # symbols the shard let go (handovers)
     detach: Callable[[], list[bytes]]  # what to send before closing on purpose (close())
 
 
@@ -149,6 +150,7 @@ class ShardLink:
         self.shard_id = shard_id
         self.address = address
         self.ready = False  # a stream is open: submit() accepts parts
+        self.streams = 0  # streams opened so far: which one is open (router/handovers.py)
         self._config = config
         self._hooks = hooks
         options = channel_options(config)
@@ -269,6 +271,7 @@ class ShardLink:
         async with asyncio.timeout(timeout):
             await self._channel.channel_ready()
         call = self._execute()
+        self.streams += 1
         try:
             state = self._hooks.subscriptions()
             for message in control_requests(router_id=self._config.router_id, subscribe=state):
@@ -387,6 +390,8 @@ class ShardLink:
                     part.answer(cid - part.base, result)
             if unsolicited:
                 self._hooks.unsolicited(unsolicited)
+            if response.released:
+                self._hooks.released(self, [r.symbol for r in response.released])
             if response.batch_id:
                 slots.release()
                 self._wake.set()

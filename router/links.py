@@ -122,12 +122,21 @@ def _subscription(account: str, cancel_on_disconnect: bool) -> shard_pb2.Account
 
 
 class LinkSet:
-    def __init__(self, config: RouterConfig, on_ready: Callable[[ShardLink], None]) -> None:
+    def __init__(
+        self,
+        config: RouterConfig,
+        on_ready: Callable[[ShardLink], None],
+        on_released: Callable[[ShardLink, list[str]], None],
+    ) -> None:
         self._config = config
         self.subscriptions = Subscriptions(self.broadcast)
         subscriptions = self.subscriptions
         self._hooks = LinkHooks(
-            on_ready, subscriptions.fan_out, subscriptions.current, subscriptions.detach_requests
+            on_ready,
+            subscriptions.fan_out,
+            subscriptions.current,
+            on_released,
+            subscriptions.detach_requests,
         )
         self._links: dict[str, ShardLink] = {}
         self._detaching: set[ShardLink] = set()  # closed on purpose, not yet gone

@@ -32,6 +32,7 @@ from cluster.model import Assignment, ClusterView
 from matching.v1 import orders_pb2, types_pb2
 from router.buffers import UNKNOWN, WAIT, Route, SymbolBuffers, send, unknown_symbol_error
 from router.config import RouterConfig
+from router.handovers import Handovers
 from router.link import Part, ShardLink
 from router.links import LinkSet
 
@@ -103,15 +104,17 @@ class Dispatcher:
         self.buffers = SymbolBuffers(
             config.buffer_max_commands, config.buffer_max_seconds, self.route
         )
+        self.handovers = Handovers(config.handover_wait, links.get, self.buffers.drain)
         self.retried = 0  # commands retried after an ownership answer (a metric; tests)
         self._arrivals = itertools.count(1)
 
     def route(self, symbol: str) -> Route:
-        """A ready link of the symbol's ACTIVE owner, else WAIT (buffer) or UNKNOWN."""
+        """A ready link of the symbol's ACTIVE owner, else WAIT (buffer) or UNKNOWN. A
+        symbol whose previous owner may still send reports of it waits (router/handovers)."""
         assignment = self._table.assignment(symbol)
         if assignment is None:
             return WAIT if symbol in self._table.view().symbols else UNKNOWN
-        if assignment.routable():
+        if assignment.routable() and not self.handovers.waiting(symbol):
             link = self._links.get(assignment.shard_id)
             if link is not None and link.ready:
                 return link

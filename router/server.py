@@ -25,7 +25,7 @@ from cluster.table import ClusterTable
 from matching.v1 import gateway_pb2, gateway_pb2_grpc
 from router.config import RouterConfig
 from router.gateway import RouterGateway
-from router.link import grpc_options
+from router.link import ShardLink, grpc_options
 from router.links import LinkSet
 from router.market_data import MarketData
 from router.md_wire import EncodedResponses
@@ -43,7 +43,11 @@ class RouterNode:
     def __init__(self, config: RouterConfig, registry: Registry) -> None:
         self.config = config
         self.table = ClusterTable(registry, name=f"router-{config.router_id}")
-        self.links = LinkSet(config, on_ready=lambda _: self.dispatcher.buffers.drain())
+        self.links = LinkSet(
+            config,
+            on_ready=lambda _: self.dispatcher.buffers.drain(),
+            on_released=self._released,  # the dispatcher, made next, needs the links
+        )
         self.dispatcher = Dispatcher(self.table, self.links, config)
         self.market_data = MarketData(config, self.table)
         self.health = health.aio.HealthServicer()
@@ -88,8 +92,12 @@ class RouterNode:
         log.info("router %s serving on port %d (%d shards)", self.config.router_id, self.port,
                  len(self.links.all()))  # fmt: skip
 
+    def _released(self, link: ShardLink, symbols: list[str]) -> None:
+        self.dispatcher.handovers.released(link, symbols)
+
     def _on_view(self, view: ClusterView) -> None:
         self.links.sync(view.shards)
+        self.dispatcher.handovers.observe(view)
         self.dispatcher.buffers.drain()
 
     async def stop(self) -> None:

@@ -35,6 +35,9 @@ class Ownership:
         # Told of each change: SERVED (taken, or back after a reload or a rolled-back
         # move), "recovering", "moving", RELEASED (moved away or fenced off).
         self.listeners: list[Callable[[str], None]] = []
+        # Told of each symbol released and the epoch it was served under (shard/service.py
+        # tells the routers, after everything this shard sent about the symbol).
+        self.on_release: list[Callable[[str, int], None]] = []
 
     def _changed(self, change: str) -> None:
         for listener in self.listeners:
@@ -71,8 +74,11 @@ class Ownership:
             self._changed(SymbolState.MOVING.value)
 
     def release(self, symbol: str, new_owner: str = "") -> None:
-        if self._owned.pop(symbol, None) is not None:
+        owned = self._owned.pop(symbol, None)
+        if owned is not None:
             self._changed(RELEASED)
+            for listener in self.on_release:
+                listener(symbol, owned.epoch)
         if new_owner:
             self._hints[symbol] = new_owner
 

@@ -42,6 +42,8 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         self._subscribers = subscribers
         self._config = config
         self._timed = timers.get("execute")
+        self._sessions: set[StreamSession] = set()  # open Execute streams
+        pipeline.ownership.on_release.append(self._released)
 
     async def Execute(  # type: ignore[override]
         self,
@@ -59,10 +61,21 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         async def close(clean: bool) -> None:
             # However it ends, clean or not: accounts the router still has subscribed are
             # cancelled (it unsubscribes those whose clients ended cleanly; shard.proto).
+            self._sessions.discard(session)
             self._subscribers.unsubscribe_all(session)
             await cancel_on_disconnect(self._pipeline, session, clean=False)
 
+        self._sessions.add(session)
         await run_session(session, context, read, close)
+
+    def _released(self, symbol: str, epoch: int) -> None:
+        """Tell every router the symbol is released, behind what each stream was sent about
+        it (its answers and unsolicited reports are queued ahead, in order)."""
+        message = shard_pb2.ExecuteResponse(
+            released=[shard_pb2.SymbolReleased(symbol=symbol, epoch=epoch)]
+        )
+        for session in self._sessions:
+            session.deliver(message)
 
     async def _accept(
         self,

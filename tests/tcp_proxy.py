@@ -1,5 +1,6 @@
 """A loopback TCP proxy whose connections a test can break: a network failure between two
-processes that both stay up (each side sees its connection reset)."""
+processes that both stay up (each side sees its connection reset); or whose replies it can
+hold back a while (a slow path: the connection stays up, the bytes arrive late)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._replies = asyncio.Event()  # set: bytes from the target flow to the client
+        self._replies.set()
         self.port = 0
 
     async def start(self) -> None:
@@ -22,6 +25,13 @@ class TcpProxy:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def hold_replies(self) -> None:
+        """Hold back what the target sends until ``release_replies``."""
+        self._replies.clear()
+
+    def release_replies(self) -> None:
+        self._replies.set()
 
     def break_all(self) -> None:
         """Reset every connection through the proxy now; new ones are still accepted."""
@@ -44,15 +54,19 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            pump = asyncio.create_task(_pump(source, sink))
+        for source, sink, gate in ((reader, up_writer, None), (up_reader, writer, self._replies)):
+            pump = asyncio.create_task(_pump(source, sink, gate))
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
 
 
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def _pump(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, gate: asyncio.Event | None
+) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while data := await source.read(65536):
+            if gate is not None:
+                await gate.wait()
             sink.write(data)
             await sink.drain()
     sink.transport.abort()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from matching.v1 import orders_pb2 as matching_dot_v1_dot_orders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17matching/v1/shard.proto\x12\x0bmatching.v1\x1a\x18matching/v1/orders.proto\"\xcb\x02\n\x0cShardCommand\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x1b\n\x13\x64\x65\x61\x64line_unix_nanos\x18\x02 \x01(\x03\x12.\n\x0bplace_order\x18\x03 \x01(\x0b\x32\x17.matching.v1.PlaceOrderH\x00\x12\x30\n\x0c\x63\x61ncel_order\x18\x04 \x01(\x0b\x32\x18.matching.v1.CancelOrderH\x00\x12.\n\x0b\x61mend_order\x18\x05 \x01(\x0b\x32\x17.matching.v1.AmendOrderH\x00\x12.\n\x0bmass_cancel\x18\x06 \x01(\x0b\x32\x17.matching.v1.MassCancelH\x00\x12\x39\n\x11set_symbol_status\x18\x07 \x01(\x0b\x32\x1c.matching.v1.SetSymbolStatusH\x00\x42\t\n\x07\x63ommand\")\n\x14\x45xecuteStreamOptions\x12\x11\n\trouter_id\x18\x01 \x01(\t\"D\n\x13\x41\x63\x63ountSubscription\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x1c\n\x14\x63\x61ncel_on_disconnect\x18\x02 \x01(\x08\"\xd6\x01\n\x0e\x45xecuteRequest\x12\x32\n\x07options\x18\x01 \x01(\x0b\x32!.matching.v1.ExecuteStreamOptions\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04\x12+\n\x08\x63ommands\x18\x03 \x03(\x0b\x32\x19.matching.v1.ShardCommand\x12\x33\n\tsubscribe\x18\x04 \x03(\x0b\x32 .matching.v1.AccountSubscription\x12\x1c\n\x14unsubscribe_accounts\x18\x05 \x03(\t\"P\n\x0f\x45xecuteResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.matching.v1.CommandResult2X\n\x0cShardService\x12H\n\x07\x45xecute\x12\x1b.matching.v1.ExecuteRequest\x1a\x1c.matching.v1.ExecuteResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17matching/v1/shard.proto\x12\x0bmatching.v1\x1a\x18matching/v1/orders.proto\"\xcb\x02\n\x0cShardCommand\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x1b\n\x13\x64\x65\x61\x64line_unix_nanos\x18\x02 \x01(\x03\x12.\n\x0bplace_order\x18\x03 \x01(\x0b\x32\x17.matching.v1.PlaceOrderH\x00\x12\x30\n\x0c\x63\x61ncel_order\x18\x04 \x01(\x0b\x32\x18.matching.v1.CancelOrderH\x00\x12.\n\x0b\x61mend_order\x18\x05 \x01(\x0b\x32\x17.matching.v1.AmendOrderH\x00\x12.\n\x0bmass_cancel\x18\x06 \x01(\x0b\x32\x17.matching.v1.MassCancelH\x00\x12\x39\n\x11set_symbol_status\x18\x07 \x01(\x0b\x32\x1c.matching.v1.SetSymbolStatusH\x00\x42\t\n\x07\x63ommand\")\n\x14\x45xecuteStreamOptions\x12\x11\n\trouter_id\x18\x01 \x01(\t\"D\n\x13\x41\x63\x63ountSubscription\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x1c\n\x14\x63\x61ncel_on_disconnect\x18\x02 \x01(\x08\"\xd6\x01\n\x0e\x45xecuteRequest\x12\x32\n\x07options\x18\x01 \x01(\x0b\x32!.matching.v1.ExecuteStreamOptions\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\x04\x12+\n\x08\x63ommands\x18\x03 \x03(\x0b\x32\x19.matching.v1.ShardCommand\x12\x33\n\tsubscribe\x18\x04 \x03(\x0b\x32 .matching.v1.AccountSubscription\x12\x1c\n\x14unsubscribe_accounts\x18\x05 \x03(\t\"\x7f\n\x0f\x45xecuteResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.matching.v1.CommandResult\x12-\n\x08released\x18\x03 \x03(\x0b\x32\x1b.matching.v1.SymbolReleased\"/\n\x0eSymbolReleased\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\x32X\n\x0cShardService\x12H\n\x07\x45xecute\x12\x1b.matching.v1.ExecuteRequest\x1a\x1c.matching.v1.ExecuteResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,7 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEREQUEST']._serialized_start=514
   _globals['_EXECUTEREQUEST']._serialized_end=728
   _globals['_EXECUTERESPONSE']._serialized_start=730
-  _globals['_EXECUTERESPONSE']._serialized_end=810
-  _globals['_SHARDSERVICE']._serialized_start=812
-  _globals['_SHARDSERVICE']._serialized_end=900
+  _globals['_EXECUTERESPONSE']._serialized_end=857
+  _globals['_SYMBOLRELEASED']._serialized_start=859
+  _globals['_SYMBOLRELEASED']._serialized_end=906
+  _globals['_SHARDSERVICE']._serialized_start=908
+  _globals['_SHARDSERVICE']._serialized_end=996
 # @@protoc_insertion_point(module_scope)

@@ -199,6 +199,7 @@ class ExecuteResponse(_message.Message):
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     """The batch answered; 0 for a message carrying only unsolicited reports."""
     @_builtins.property
@@ -208,16 +209,51 @@ class ExecuteResponse(_message.Message):
         accounts. For one symbol everything is in seq order. Sent only after commit.
         """
 
+    @_builtins.property
+    def released(self) -> _containers.RepeatedCompositeFieldContainer[Global___SymbolReleased]:
+        """Symbols this shard stopped serving (handed over, or fenced off by a newer owner). Sent
+        on every Execute stream after everything it sent about those symbols, so a router
+        that waits for it before routing a symbol to its new owner keeps the symbol's
+        unsolicited reports in seq order across the move.
+        """
+
     def __init__(
         self,
         *,
         batch_id: _builtins.int = ...,
         results: _abc.Iterable[_orders_pb2.CommandResult] | None = ...,
+        released: _abc.Iterable[Global___SymbolReleased] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "released", b"released", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteResponse: _TypeAlias = ExecuteResponse  # noqa: Y015
+
+@_typing.final
+class SymbolReleased(_message.Message):
+    """A symbol a shard no longer serves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    """The symbol released."""
+    epoch: _builtins.int
+    """The fencing epoch the shard served it under."""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SymbolReleased: _TypeAlias = SymbolReleased  # noqa: Y015

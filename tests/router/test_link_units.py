@@ -36,7 +36,8 @@ def _part(n: int, start: int = 0, deadline: int = 5, seq: int = 0) -> Part:
 
 def _hooks(subscriptions: Callable[[], list[shard_pb2.AccountSubscription]]) -> LinkHooks:
     return LinkHooks(ready=lambda _: None, unsolicited=lambda _: None,
-                     subscriptions=subscriptions, detach=list)  # fmt: skip
+                     subscriptions=subscriptions, released=lambda *_: None,
+                     detach=list)  # fmt: skip
 
 
 @pytest.fixture

@@ -1,0 +1,112 @@
+"""Symbols whose previous owner may still have reports of theirs on the way to this router.
+
+When a symbol changes owner, the old owner's stream can still carry unsolicited reports of
+it (a maker fill committed in its last batch, queued behind other traffic), while the new
+owner answers at once: routed there straight away, a client could see its order cancelled
+on the new owner before the fill that came first. So a symbol whose owner changed waits
+(its commands are buffered, router/buffers.py) until the old owner's stream says it
+released the symbol (ExecuteResponse.released, sent after everything about it), that
+stream ends (what it still held is lost either way), or ``wait_seconds`` pass (an owner
+that is frozen, or whose marker went out on a stream that broke since: logged).
+
+Markers are counted per (shard, symbol) rather than matched by epoch: a standalone shard's
+epoch is its own, and what matters is only whether one arrived since the router first saw
+that shard own the symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cluster.model import ClusterView
+from router.link import ShardLink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Wait:
+    link: ShardLink
+    stream: int  # the link's stream that was open: only it can still carry the reports
+    timer: asyncio.TimerHandle
+
+
+class Handovers:
+    def __init__(
+        self,
+        wait_seconds: float,
+        link_of: Callable[[str], ShardLink | None],
+        on_settled: Callable[[], None],
+    ) -> None:
+        self._wait_seconds = wait_seconds
+        self._link_of = link_of
+        self._on_settled = on_settled  # buffers may drain
+        self._owners: dict[str, tuple[str, int]] = {}  # symbol -> (owner, its markers then)
+        self._released: dict[tuple[str, str], int] = {}  # (shard, symbol) -> markers seen
+        self._waits: dict[str, _Wait] = {}
+
+    def waiting(self, symbol: str) -> bool:
+        """Whether ``symbol`` still waits for its previous owner."""
+        wait = self._waits.get(symbol) if self._waits else None
+        if wait is None:
+            return False
+        if wait.link.ready and wait.link.streams == wait.stream:
+            return True
+        self._end(symbol)  # that stream is gone, and whatever it still held
+        return False
+
+    def observe(self, view: ClusterView) -> None:
+        """Note owner changes of the table (called before the buffers drain)."""
+        owners = self._owners
+        for symbol, assignment in view.assignments.items():
+            known = owners.get(symbol)
+            shard_id = assignment.shard_id
+            if known is not None and known[0] == shard_id:
+                continue
+            if known is not None:
+                self._maybe_wait(symbol, *known)
+            owners[symbol] = (shard_id, self._released.get((shard_id, symbol), 0))
+        for symbol in [s for s in owners if s not in view.assignments]:
+            del owners[symbol]
+
+    def released(self, link: ShardLink, symbols: Iterable[str]) -> None:
+        """``link``'s shard says it released ``symbols``: nothing more of theirs follows."""
+        settled = False
+        for symbol in symbols:
+            key = (link.shard_id, symbol)
+            self._released[key] = self._released.get(key, 0) + 1
+            wait = self._waits.get(symbol)
+            if wait is not None and wait.link is link:
+                self._end(symbol)
+                settled = True
+        if settled:
+            self._on_settled()
+
+    def _maybe_wait(self, symbol: str, old_owner: str, markers: int) -> None:
+        link = self._link_of(old_owner)
+        if link is None or not link.ready or self._released.get((old_owner, symbol), 0) > markers:
+            return
+        previous = self._waits.pop(symbol, None)
+        if previous is not None:
+            previous.timer.cancel()
+        timer = asyncio.get_running_loop().call_later(self._wait_seconds, self._expire, symbol)
+        self._waits[symbol] = _Wait(link, link.streams, timer)
+
+    def _expire(self, symbol: str) -> None:
+        wait = self._waits.get(symbol)
+        if wait is None:
+            return
+        log.warning(
+            "shard %s did not confirm releasing %s within %.1fs; routing to its new owner",
+            wait.link.shard_id, symbol, self._wait_seconds,
+        )  # fmt: skip
+        self._end(symbol)
+        self._on_settled()
+
+    def _end(self, symbol: str) -> None:
+        wait = self._waits.pop(symbol, None)
+        if wait is not None:
+            wait.timer.cancel()
