@@ -6,8 +6,9 @@ owner answers at once: routed there straight away, a client could see its order 
 on the new owner before the fill that came first. So a symbol whose owner changed waits
 (its commands are buffered, router/buffers.py) until the old owner's stream says it
 released the symbol (ExecuteResponse.released, sent after everything about it), that
-stream ends (what it still held is lost either way), or ``wait_seconds`` pass (an owner
-that is frozen, or whose marker went out on a stream that broke since: logged).
+stream ends (what it still held is lost either way; a shard that left membership keeps its
+stream while the link detaches), or ``wait_seconds`` pass from when the new owner is ACTIVE
+(an owner that is frozen, or whose marker went out on a stream that broke since: logged).
 
 Markers are counted per (shard, symbol) rather than matched by epoch: a standalone shard's
 epoch is its own, and what matters is only whether one arrived since the router first saw
@@ -31,7 +32,10 @@ log = logging.getLogger(__name__)
 class _Wait:
     link: ShardLink
     stream: int  # the link's stream that was open: only it can still carry the reports
-    timer: asyncio.TimerHandle
+    timer: asyncio.TimerHandle | None = None  # started once the new owner is ACTIVE
+
+    def open(self) -> bool:
+        return self.link.receiving and self.link.streams == self.stream
 
 
 class Handovers:
@@ -42,7 +46,7 @@ class Handovers:
         on_settled: Callable[[], None],
     ) -> None:
         self._wait_seconds = wait_seconds
-        self._link_of = link_of
+        self._link_of = link_of  # a shard's link, a closing one included
         self._on_settled = on_settled  # buffers may drain
         self._owners: dict[str, tuple[str, int]] = {}  # symbol -> (owner, its markers then)
         self._released: dict[tuple[str, str], int] = {}  # (shard, symbol) -> markers seen
@@ -53,24 +57,32 @@ class Handovers:
         wait = self._waits.get(symbol) if self._waits else None
         if wait is None:
             return False
-        if wait.link.ready and wait.link.streams == wait.stream:
+        if wait.open():
             return True
         self._end(symbol)  # that stream is gone, and whatever it still held
+        asyncio.get_running_loop().call_soon(self._on_settled)  # not from inside a drain
         return False
 
     def observe(self, view: ClusterView) -> None:
         """Note owner changes of the table (called before the buffers drain)."""
-        owners = self._owners
+        owners, waits = self._owners, self._waits
         for symbol, assignment in view.assignments.items():
             known = owners.get(symbol)
             shard_id = assignment.shard_id
-            if known is not None and known[0] == shard_id:
-                continue
-            if known is not None:
-                self._maybe_wait(symbol, *known)
-            owners[symbol] = (shard_id, self._released.get((shard_id, symbol), 0))
+            if known is None or known[0] != shard_id:
+                if known is not None:
+                    self._maybe_wait(symbol, *known)
+                owners[symbol] = (shard_id, self._released.get((shard_id, symbol), 0))
+            wait = waits.get(symbol) if waits else None
+            if wait is not None and wait.timer is None and assignment.routable():
+                loop = asyncio.get_running_loop()
+                wait.timer = loop.call_later(self._wait_seconds, self._expire, symbol)
         for symbol in [s for s in owners if s not in view.assignments]:
             del owners[symbol]
+            self._end(symbol)
+        shards = set(view.shards)  # a shard that left: its markers can no longer matter
+        for key in [k for k in self._released if k[0] not in shards]:
+            del self._released[key]
 
     def released(self, link: ShardLink, symbols: Iterable[str]) -> None:
         """``link``'s shard says it released ``symbols``: nothing more of theirs follows."""
@@ -86,27 +98,27 @@ class Handovers:
             self._on_settled()
 
     def _maybe_wait(self, symbol: str, old_owner: str, markers: int) -> None:
+        self._end(symbol)  # a wait for an owner before that one is moot
         link = self._link_of(old_owner)
-        if link is None or not link.ready or self._released.get((old_owner, symbol), 0) > markers:
+        if link is None or not link.receiving:
             return
-        previous = self._waits.pop(symbol, None)
-        if previous is not None:
-            previous.timer.cancel()
-        timer = asyncio.get_running_loop().call_later(self._wait_seconds, self._expire, symbol)
-        self._waits[symbol] = _Wait(link, link.streams, timer)
+        if self._released.get((old_owner, symbol), 0) > markers:
+            return  # it came before the table said so
+        self._waits[symbol] = _Wait(link, link.streams)
 
     def _expire(self, symbol: str) -> None:
         wait = self._waits.get(symbol)
         if wait is None:
             return
-        log.warning(
-            "shard %s did not confirm releasing %s within %.1fs; routing to its new owner",
-            wait.link.shard_id, symbol, self._wait_seconds,
-        )  # fmt: skip
+        if wait.open():
+            log.warning(
+                "shard %s did not confirm releasing %s within %.1fs; routing to its new owner",
+                wait.link.shard_id, symbol, self._wait_seconds,
+            )  # fmt: skip
         self._end(symbol)
         self._on_settled()
 
     def _end(self, symbol: str) -> None:
         wait = self._waits.pop(symbol, None)
-        if wait is not None:
+        if wait is not None and wait.timer is not None:
             wait.timer.cancel()

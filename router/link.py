@@ -150,7 +150,10 @@ class ShardLink:
         self.shard_id = shard_id
         self.address = address
         self.ready = False  # a stream is open: submit() accepts parts
-        self.streams = 0  # streams opened so far: which one is open (router/handovers.py)
+        # Streams opened so far, and whether the last one is open (it may still carry
+        # reports while closing: router/handovers.py).
+        self.streams = 0
+        self.receiving = False
         self._config = config
         self._hooks = hooks
         options = channel_options(config)
@@ -272,13 +275,14 @@ class ShardLink:
             await self._channel.channel_ready()
         call = self._execute()
         self.streams += 1
+        self.receiving = True
         try:
             state = self._hooks.subscriptions()
             for message in control_requests(router_id=self._config.router_id, subscribe=state):
                 await _write(call, message, timeout)
             await self._serve(call, state)
         finally:
-            self.ready = False
+            self.ready = self.receiving = False
             call.cancel()
 
     async def _serve(self, call: _Call, sent: list[shard_pb2.AccountSubscription]) -> None:

@@ -145,6 +145,13 @@ class LinkSet:
     def get(self, shard_id: str) -> ShardLink | None:
         return self._links.get(shard_id)
 
+    def find(self, shard_id: str) -> ShardLink | None:
+        """The shard's link, or the one closing since it left membership (until closed)."""
+        link = self._links.get(shard_id)
+        if link is None:
+            link = next((d for d in self._detaching if d.shard_id == shard_id), None)
+        return link
+
     def all(self) -> list[ShardLink]:
         return list(self._links.values())
 

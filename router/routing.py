@@ -104,7 +104,7 @@ class Dispatcher:
         self.buffers = SymbolBuffers(
             config.buffer_max_commands, config.buffer_max_seconds, self.route
         )
-        self.handovers = Handovers(config.handover_wait, links.get, self.buffers.drain)
+        self.handovers = Handovers(config.handover_wait, links.find, self.buffers.drain)
         self.retried = 0  # commands retried after an ownership answer (a metric; tests)
         self._arrivals = itertools.count(1)
 

@@ -43,6 +43,7 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         self._config = config
         self._timed = timers.get("execute")
         self._sessions: set[StreamSession] = set()  # open Execute streams
+        self._telling: set[asyncio.Task[None]] = set()  # release markers on their way
         pipeline.ownership.on_release.append(self._released)
 
     async def Execute(  # type: ignore[override]
@@ -69,8 +70,18 @@ class ExecuteServicer(shard_pb2_grpc.ShardServiceServicer):
         await run_session(session, context, read, close)
 
     def _released(self, symbol: str, epoch: int) -> None:
-        """Tell every router the symbol is released, behind what each stream was sent about
-        it (its answers and unsolicited reports are queued ahead, in order)."""
+        task = asyncio.ensure_future(self._tell_released(symbol, epoch))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def _tell_released(self, symbol: str, epoch: int) -> None:
+        """Tell every router the symbol is released, behind everything each stream will be
+        sent about it: batches of it matched before the release (dropped because the table
+        gives it to another shard, they may still commit) publish their reports first."""
+        try:
+            await self._pipeline.barrier()
+        except Exception as exc:  # failed or stopping: those batches publish nothing
+            log.debug("barrier before the release of %s: %s", symbol, exc)
         message = shard_pb2.ExecuteResponse(
             released=[shard_pb2.SymbolReleased(symbol=symbol, epoch=epoch)]
         )

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.model import Assignment, AssignmentState, ClusterView
+from cluster.model import Assignment, AssignmentState, ClusterView, ShardRecord
 from router.handovers import Handovers
 
 BTC, ETH = "BTC-USDT", "ETH-USDT"
@@ -17,13 +17,14 @@ ACTIVE, MOVING, LOADING = AssignmentState.ACTIVE, AssignmentState.MOVING, Assign
 @dataclass
 class _Link:  # what Handovers reads of a ShardLink
     shard_id: str
-    ready: bool = True
+    receiving: bool = True
     streams: int = 1
 
 
 class _Harness:
     def __init__(self, wait_seconds: float = 30.0) -> None:
         self.links = {name: _Link(name) for name in ("a", "b")}
+        self.members = {"a", "b"}
         self.settled = 0
         self.handovers = Handovers(wait_seconds, self._link_of, self._settle)
 
@@ -38,7 +39,8 @@ class _Harness:
             symbol: Assignment(symbol, shard, state, epoch=7)
             for symbol, (shard, state) in owners.items()
         }
-        self.handovers.observe(ClusterView(assignments=assignments))
+        shards = {name: ShardRecord(name, "127.0.0.1:1") for name in self.members}
+        self.handovers.observe(ClusterView(shards=shards, assignments=assignments))
 
     def released(self, shard_id: str, *symbols: str) -> None:
         self.handovers.released(self.links[shard_id], list(symbols))  # type: ignore[arg-type]
@@ -78,21 +80,39 @@ async def test_the_wait_ends_with_the_old_owners_stream() -> None:
     assert h.handovers.waiting(BTC) and h.handovers.waiting(ETH)
     h.links["a"].streams = 2  # broke and reconnected: the old stream's reports are gone
     assert not h.handovers.waiting(BTC)
-    h.links["a"].ready = False
+    await asyncio.sleep(0)
+    assert h.settled == 1  # what waited in the buffer is sent now, not at the next change
+    h.links["a"].receiving = False
     assert not h.handovers.waiting(ETH)
+    await asyncio.sleep(0)
+    assert h.settled == 2
+
+
+async def test_a_shard_that_left_membership_is_waited_for_while_its_stream_is_open() -> None:
+    h = _Harness()
+    h.view({BTC: ("a", ACTIVE)})
+    h.members.discard("a")  # its lease expired; the link detaches, its stream still open
+    h.view({BTC: ("a", ACTIVE)})
+    h.view({BTC: ("b", LOADING)})
+    assert h.handovers.waiting(BTC)
+    h.released("a", BTC)  # what it owed, then the marker
+    assert not h.handovers.waiting(BTC)
 
 
 async def test_no_wait_when_the_old_owner_is_unreachable_or_unknown() -> None:
     h = _Harness()
-    h.links["a"].ready = False
+    h.links["a"].receiving = False
     h.view({BTC: ("a", ACTIVE), ETH: ("c", ACTIVE)})  # no link to c at all
     h.view({BTC: ("b", ACTIVE), ETH: ("b", ACTIVE)})
     assert not h.handovers.waiting(BTC) and not h.handovers.waiting(ETH)
 
 
-async def test_the_wait_is_bounded_in_time() -> None:
+async def test_the_wait_is_bounded_in_time_from_when_the_new_owner_is_active() -> None:
     h = _Harness(wait_seconds=0.05)
     h.view({BTC: ("a", ACTIVE)})
+    h.view({BTC: ("b", LOADING)})
+    await asyncio.sleep(0.2)  # the new owner loading: its load does not use up the wait
+    assert h.handovers.waiting(BTC)
     h.view({BTC: ("b", ACTIVE)})
     assert h.handovers.waiting(BTC)
     await asyncio.sleep(0.2)

@@ -377,6 +377,9 @@ class _Links:
     def get(self, shard_id: str) -> ShardLink | None:
         return self.links.get(shard_id)
 
+    def find(self, shard_id: str) -> ShardLink | None:
+        return self.links.get(shard_id)
+
     def all(self) -> list[ShardLink]:
         return list(self.links.values())
 
