@@ -111,17 +111,22 @@ class StreamOutput:
             self._reports -= sum(len(item.results) for item in earlier)
         return earlier
 
-    def close(self) -> None:
+    def close(self) -> list[Any]:
         """Start no more work; drop everything queued, cancelling answers still being worked
-        on (their slots come back, so a request waiting for one wakes and starts nothing)."""
+        on (their slots come back, so a request waiting for one wakes and starts nothing).
+        Returns the unsolicited messages dropped, in order (never written)."""
         self._closed = True
+        dropped = []
         for item in self._items:
             if isinstance(item, asyncio.Future):
                 item.cancel()
                 self._slots.release()
+            elif item is not END and item is not OVERFLOW:
+                dropped.append(item)
         self._items.clear()
         self._unsolicited = 0
         self._reports = 0
+        return dropped
 
     def _put(self, item: Any) -> None:
         self._items.append(item)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -34,6 +35,8 @@ class OrderedSession:
         self._out = StreamOutput(inflight, UNSOLICITED_CAP)
         self._write_timeout = write_timeout
         self.closed = False  # being cut off or ended: deliver() drops
+        self._writing: deque[Any] = deque()  # taken from the output, not written yet
+        self.unwritten: list[Any] = []  # messages the close dropped unwritten, in order
         self.on_cut_off: Callable[[], object] | None = None  # runs the stream's clean-up
 
     def cancels_on_disconnect(self) -> bool:
@@ -64,9 +67,12 @@ class OrderedSession:
             if messages is END or messages is OVERFLOW:  # END: one overflowed behind it
                 self._cut_off(context, "unsolicited reports overflowed")
                 return False
-            for message in messages:
-                if not await self._write(context, message):
+            writing = self._writing
+            writing.extend(messages)
+            while writing:
+                if not await self._write(context, writing[0]):
                     return False
+                writing.popleft()
 
     async def _write(self, context: Context, message: Any) -> bool:
         write = asyncio.ensure_future(context.write(message))
@@ -91,7 +97,9 @@ class OrderedSession:
     def close(self) -> None:
         """Deliver nothing more, start no more requests, cancel those being worked on."""
         self.closed = True
-        self._out.close()
+        self.unwritten.extend(self._writing)  # a stalled one among them may still go out
+        self._writing.clear()
+        self.unwritten.extend(self._out.close())
 
 
 async def run_session(

@@ -72,6 +72,9 @@ class Subscribers:
                 del self._by_account[account]
 
     def unsubscribe_all(self, session: StreamSession) -> None:
+        """The stream ended: forget it. The system cancels it never wrote are held for its
+        router again, and go at once to a stream of that router already subscribed again
+        (one that reconnected before this end was noticed)."""
         for account in session.accounts:
             entries = self._by_account.get(account)
             if entries is not None:
@@ -79,6 +82,23 @@ class Subscribers:
                 if not entries:
                     del self._by_account[account]
         session.accounts.clear()
+        unwritten = [
+            result
+            for message in session.unwritten
+            for result in message.results
+            if result.report.kind == _SYSTEM_CANCEL
+        ]
+        session.unwritten.clear()
+        if not unwritten:
+            return
+        router_id = session.router_id
+        self.held.give_back(unwritten, router_id)
+        for account in {result.report.account for result in unwritten}:
+            for other, wrap in list(self._by_account.get(account, ())):
+                if other.router_id == router_id and not other.closed:
+                    for message in split(self.held.take(account, router_id)):
+                        other.deliver(wrap(message, None))
+                    break  # the router has them now
 
     def publish(self, done: Iterator[tuple[Command, Any, bool]]) -> None:
         """Pipeline after-commit hook: maker-side reports (fills, STP expiries) and system

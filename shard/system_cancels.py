@@ -36,6 +36,12 @@ class _Held:
     had: set[str] = field(default_factory=set)  # router ids that have it
 
 
+def _key(result: CommandResult) -> tuple[str, str, int]:
+    """One system cancel report per account, symbol and seq (one commit's mass cancel)."""
+    report = result.report
+    return report.account, report.symbol, report.seq
+
+
 class HeldReports:
     def __init__(
         self,
@@ -72,10 +78,11 @@ class HeldReports:
         return taken
 
     def give_back(self, results: list[CommandResult], router_id: str) -> None:
-        """``router_id`` did not get ``results`` after all (its stream was cut off)."""
-        given = {id(result) for result in results}
+        """``router_id`` did not get ``results`` after all (its stream was cut off, or ended
+        with them unwritten). Matched by content: the streams carry copies."""
+        given = {_key(result) for result in results}
         for held in self._oldest_first:
-            if id(held.result) in given:
+            if _key(held.result) in given:
                 held.had.discard(router_id)
 
     def _expire(self) -> None:

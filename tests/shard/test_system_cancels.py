@@ -4,10 +4,14 @@ after a commit (shard/streams.py)."""
 
 from __future__ import annotations
 
-from matching.v1 import orders_pb2, types_pb2
+import asyncio
+
+import grpc
+
+from matching.v1 import orders_pb2, shard_pb2, types_pb2
 from shard import edge
 from shard.engine import MassCancel, MatchingEngine, Report, SymbolSpec
-from shard.streams import Subscribers, split
+from shard.streams import StreamSession, Subscribers, split
 from shard.system_cancels import HeldReports
 
 
@@ -141,6 +145,85 @@ def test_a_stream_cut_off_before_it_was_told_leaves_the_report_held_for_its_rout
     assert [kinds(m) for m in last.messages] == [
         [(orders_pb2.REPORT_KIND_SYSTEM_CANCEL, cancelled.seq)]
     ]
+
+
+async def test_a_stream_that_ends_with_the_report_unwritten_gives_it_back_to_its_router() -> None:
+    """Queued, then the stream ended (its link broke) before the writer reached it: the
+    router was not told, so the report is held for it again."""
+    engine = MatchingEngine()
+    engine.add_symbol(SymbolSpec(SYMBOL, 1))
+    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
+    cancel = MassCancel(SYMBOL, "mm")
+    cancelled = engine.execute(cancel)
+    subscribers = Subscribers(HeldReports(clock=Clock()))
+    session = StreamSession(inflight=4, write_timeout=1.0)
+    session.router_id = "r1"
+    subscribers.subscribe(session, _execute_response, ["mm"])
+    told = Recorder("r2")
+    subscribers.subscribe(told, wrap, ["mm"])  # type: ignore[arg-type]
+    subscribers.publish(iter([(cancel, cancelled, True)]))
+    session.close()  # what run_session does when the stream ends, written or not
+    subscribers.unsubscribe_all(session)
+    assert [kinds(m) for m in take_on_subscribe(subscribers, "r1")] == [
+        [(orders_pb2.REPORT_KIND_SYSTEM_CANCEL, cancelled.seq)]
+    ]
+    assert take_on_subscribe(subscribers, "r2") == []  # its stream had it
+
+
+class _StalledContext:
+    """A call whose every write takes longer than the session waits for one."""
+
+    def __init__(self) -> None:
+        self.code: object = None
+
+    async def write(self, _: object) -> None:
+        await asyncio.sleep(0.3)
+
+    def set_code(self, code: object) -> None:
+        self.code = code
+
+    def set_details(self, _: str) -> None:
+        pass
+
+
+async def test_a_report_whose_write_stalled_is_held_again_and_sent_to_the_routers_new_stream() -> (
+    None
+):
+    """The write timed out (the stream is cut off): the report may never have left, so it
+    is held for the router again, and a stream of that router subscribed meanwhile gets it."""
+    engine = MatchingEngine()
+    engine.add_symbol(SymbolSpec(SYMBOL, 1))
+    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
+    cancel = MassCancel(SYMBOL, "mm")
+    cancelled = engine.execute(cancel)
+    subscribers = Subscribers(HeldReports(clock=Clock()))
+    session = StreamSession(inflight=4, write_timeout=0.05)
+    session.router_id = "r1"
+    subscribers.subscribe(session, _execute_response, ["mm"])
+    subscribers.publish(iter([(cancel, cancelled, True)]))
+    context = _StalledContext()
+    assert not await session.write_all(context)  # type: ignore[arg-type]
+    assert context.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    reconnected = Recorder("r1")  # the router's next stream, before this end is handled
+    subscribers.subscribe(reconnected, wrap, ["mm"])  # type: ignore[arg-type]
+    assert reconnected.messages == []
+    subscribers.unsubscribe_all(session)
+    assert [kinds(m) for m in reconnected.messages] == [
+        [(orders_pb2.REPORT_KIND_SYSTEM_CANCEL, cancelled.seq)]
+    ]
+    assert take_on_subscribe(subscribers, "r1") == []  # told once
+
+
+def _execute_response(results: list[orders_pb2.CommandResult], _: object) -> object:
+    return shard_pb2.ExecuteResponse(results=results)
+
+
+def take_on_subscribe(
+    subscribers: Subscribers, router_id: str
+) -> list[list[orders_pb2.CommandResult]]:
+    stream = Recorder(router_id)
+    subscribers.subscribe(stream, wrap, ["mm"])  # type: ignore[arg-type]
+    return stream.messages
 
 
 def test_a_streams_reports_are_split_into_bounded_messages_in_order() -> None:
