@@ -101,6 +101,15 @@ def place(engine: MatchingEngine, account: str, side: int, price: int, qty: int)
     return engine.execute(edge.place_from_pb(pb))
 
 
+def mm_cancelled() -> tuple[MassCancel, Report]:
+    """A cancel-on-disconnect's mass cancel of mm's one resting order, and its outcome."""
+    engine = MatchingEngine()
+    engine.add_symbol(SymbolSpec(SYMBOL, 1))
+    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
+    cancel = MassCancel(SYMBOL, "mm")
+    return cancel, engine.execute(cancel)
+
+
 def kinds(message: list[orders_pb2.CommandResult]) -> list[tuple[int, int]]:
     return [(r.report.kind, r.report.seq) for r in message]
 
@@ -128,11 +137,7 @@ def test_a_batchs_maker_fill_and_system_cancel_reach_a_stream_in_order() -> None
 
 
 def test_a_stream_cut_off_before_it_was_told_leaves_the_report_held_for_its_router() -> None:
-    engine = MatchingEngine()
-    engine.add_symbol(SymbolSpec(SYMBOL, 1))
-    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
-    cancel = MassCancel(SYMBOL, "mm")
-    cancelled = engine.execute(cancel)
+    cancel, cancelled = mm_cancelled()
     subscribers = Subscribers(HeldReports(clock=Clock()))
     stalled = Recorder("r1", cut_off=True)
     subscribers.subscribe(stalled, wrap, ["mm"])  # type: ignore[arg-type]
@@ -150,11 +155,7 @@ def test_a_stream_cut_off_before_it_was_told_leaves_the_report_held_for_its_rout
 async def test_a_stream_that_ends_with_the_report_unwritten_gives_it_back_to_its_router() -> None:
     """Queued, then the stream ended (its link broke) before the writer reached it: the
     router was not told, so the report is held for it again."""
-    engine = MatchingEngine()
-    engine.add_symbol(SymbolSpec(SYMBOL, 1))
-    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
-    cancel = MassCancel(SYMBOL, "mm")
-    cancelled = engine.execute(cancel)
+    cancel, cancelled = mm_cancelled()
     subscribers = Subscribers(HeldReports(clock=Clock()))
     session = StreamSession(inflight=4, write_timeout=1.0)
     session.router_id = "r1"
@@ -191,11 +192,7 @@ async def test_a_report_whose_write_stalled_is_held_again_and_sent_to_the_router
 ):
     """The write timed out (the stream is cut off): the report may never have left, so it
     is held for the router again, and a stream of that router subscribed meanwhile gets it."""
-    engine = MatchingEngine()
-    engine.add_symbol(SymbolSpec(SYMBOL, 1))
-    place(engine, "mm", types_pb2.SIDE_SELL, 100, 5)
-    cancel = MassCancel(SYMBOL, "mm")
-    cancelled = engine.execute(cancel)
+    cancel, cancelled = mm_cancelled()
     subscribers = Subscribers(HeldReports(clock=Clock()))
     session = StreamSession(inflight=4, write_timeout=0.05)
     session.router_id = "r1"
