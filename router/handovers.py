@@ -51,6 +51,8 @@ class Handovers:
         self._owners: dict[str, tuple[str, int]] = {}  # symbol -> (owner, its markers then)
         self._released: dict[tuple[str, str], int] = {}  # (shard, symbol) -> markers seen
         self._waits: dict[str, _Wait] = {}
+        # Told how each wait ended: "marker", "stream" (ended first) or "timeout" (metrics).
+        self.on_end: Callable[[str], object] | None = None
 
     def waiting(self, symbol: str) -> bool:
         """Whether ``symbol`` still waits for its previous owner."""
@@ -59,7 +61,7 @@ class Handovers:
             return False
         if wait.open():
             return True
-        self._end(symbol)  # that stream is gone, and whatever it still held
+        self._end(symbol, "stream")  # that stream is gone, and whatever it still held
         asyncio.get_running_loop().call_soon(self._on_settled)  # not from inside a drain
         return False
 
@@ -92,7 +94,7 @@ class Handovers:
             self._released[key] = self._released.get(key, 0) + 1
             wait = self._waits.get(symbol)
             if wait is not None and wait.link is link:
-                self._end(symbol)
+                self._end(symbol, "marker")
                 settled = True
         if settled:
             self._on_settled()
@@ -110,15 +112,21 @@ class Handovers:
         wait = self._waits.get(symbol)
         if wait is None:
             return
-        if wait.open():
+        ended = "timeout" if wait.open() else "stream"
+        if ended == "timeout":
             log.warning(
                 "shard %s did not confirm releasing %s within %.1fs; routing to its new owner",
                 wait.link.shard_id, symbol, self._wait_seconds,
             )  # fmt: skip
-        self._end(symbol)
+        self._end(symbol, ended)
         self._on_settled()
 
-    def _end(self, symbol: str) -> None:
+    def _end(self, symbol: str, ended: str = "") -> None:
+        """Stop waiting; ``ended`` says why (nothing: the wait was moot)."""
         wait = self._waits.pop(symbol, None)
-        if wait is not None and wait.timer is not None:
+        if wait is None:
+            return
+        if wait.timer is not None:
             wait.timer.cancel()
+        if ended and self.on_end is not None:
+            self.on_end(ended)

@@ -33,8 +33,15 @@ BUFFERED = Gauge(
     "Commands waiting for a symbol without a reachable owner (moving, failing over)",
     ["router"],
 )
+HANDOVER_WAITS = Counter(
+    "spotmatch_router_handover_waits_total",
+    "Symbols that changed owner and waited for the old owner's release marker, by how the"
+    " wait ended: marker, stream (the old owner's stream ended first) or timeout",
+    ["router", "ended"],
+)
 LINKS_READY = Gauge("spotmatch_router_links_ready", "Shard links with a stream open", ["router"])
 KINDS = ("unary", "batch", "trade")
+HANDOVER_ENDINGS = ("marker", "stream", "timeout")
 
 
 class RouterMetrics:
@@ -43,6 +50,8 @@ class RouterMetrics:
         self._latency = {kind: REQUEST_SECONDS.labels(router_id, kind) for kind in KINDS}
         BUFFERED.labels(router_id).set_function(dispatcher.buffers.total)
         LINKS_READY.labels(router_id).set_function(lambda: sum(link.ready for link in links.all()))
+        waits = {ended: HANDOVER_WAITS.labels(router_id, ended) for ended in HANDOVER_ENDINGS}
+        dispatcher.handovers.on_end = lambda ended: waits[ended].inc()
 
     def observe(
         self, kind: str, results: Sequence[orders_pb2.CommandResult], seconds: float
@@ -62,3 +71,5 @@ class RouterMetrics:
             metric.remove(self._router)
         for kind in KINDS:
             REQUEST_SECONDS.remove(self._router, kind)
+        for ended in HANDOVER_ENDINGS:
+            HANDOVER_WAITS.remove(self._router, ended)

@@ -49,6 +49,8 @@ async def test_the_old_owners_last_fill_reaches_the_stream_before_the_new_owners
                 router,
                 stub,
             ):
+                ended: list[str] = []
+                router.dispatcher.handovers.on_end = ended.append
                 call = trade(stub)
                 options = gateway_pb2.TradeStreamOptions(accounts=["maker"])
                 place = cmd(1, place_order=limit(BTC, "maker", SELL, 2, 500, "m"))
@@ -94,6 +96,7 @@ async def test_the_old_owners_last_fill_reaches_the_stream_before_the_new_owners
     assert fill.order_id == placed.report.order_id and fill.leaves_qty == 1
     assert cancelled.status == T.ORDER_STATUS_CANCELED, cancelled
     assert placed.report.seq < fill.seq < cancelled.seq
+    assert ended == ["marker"]  # the old owner's marker ended the wait, not the time bound
 
 
 def _active_on(router: object, shard_id: str) -> bool:

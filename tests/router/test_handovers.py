@@ -27,6 +27,8 @@ class _Harness:
         self.members = {"a", "b"}
         self.settled = 0
         self.handovers = Handovers(wait_seconds, self._link_of, self._settle)
+        self.ended: list[str] = []
+        self.handovers.on_end = self.ended.append
 
     def _link_of(self, shard_id: str) -> Any:
         return self.links.get(shard_id)
@@ -58,6 +60,7 @@ async def test_an_owner_change_waits_for_the_old_owners_marker() -> None:
     assert h.handovers.waiting(BTC) and h.settled == 0
     h.released("a", BTC)
     assert not h.handovers.waiting(BTC) and h.settled == 1
+    assert h.ended == ["marker"]
 
 
 async def test_a_marker_that_came_before_the_table_changed_is_not_awaited_again() -> None:
@@ -86,6 +89,7 @@ async def test_the_wait_ends_with_the_old_owners_stream() -> None:
     assert not h.handovers.waiting(ETH)
     await asyncio.sleep(0)
     assert h.settled == 2
+    assert h.ended == ["stream", "stream"]
 
 
 async def test_a_shard_that_left_membership_is_waited_for_while_its_stream_is_open() -> None:
@@ -117,6 +121,7 @@ async def test_the_wait_is_bounded_in_time_from_when_the_new_owner_is_active() -
     assert h.handovers.waiting(BTC)
     await asyncio.sleep(0.2)
     assert not h.handovers.waiting(BTC) and h.settled == 1  # the buffers were told to drain
+    assert h.ended == ["timeout"]
 
 
 async def test_a_symbol_removed_from_the_table_is_forgotten() -> None:

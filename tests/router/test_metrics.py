@@ -81,6 +81,9 @@ async def test_calls_by_kind_and_commands_by_result(one_shard: tuple[Cluster, in
     assert (ok, unknown) == (6, 1)
     assert seen[("spotmatch_router_links_ready", (router,))] == 1
     assert seen[("spotmatch_router_buffered_commands", (router,))] == 0
+    for ended in ("marker", "stream", "timeout"):  # no symbol changed owner
+        key = ("spotmatch_router_handover_waits_total", (("ended", ended), router))
+        assert seen[key] == 0
 
 
 def test_a_reject_code_this_router_does_not_name_is_counted_not_raised() -> None:
