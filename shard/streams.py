@@ -54,10 +54,7 @@ class Subscribers:
             self._by_account[account].add((session, wrap))
             missed.extend(self.held.take(account, session.router_id))
         if missed:
-            for message in split(missed):
-                session.deliver(wrap(message, None))
-            if session.closed:  # not delivered (overflowed): held for the next subscribe
-                self.held.give_back(missed, session.router_id)
+            self._send_held(session, wrap, missed)
 
     def accounts(self) -> set[str]:
         """The accounts some stream is subscribed to."""
@@ -96,9 +93,16 @@ class Subscribers:
         for account in {result.report.account for result in unwritten}:
             for other, wrap in list(self._by_account.get(account, ())):
                 if other.router_id == router_id and not other.closed:
-                    for message in split(self.held.take(account, router_id)):
-                        other.deliver(wrap(message, None))
+                    self._send_held(other, wrap, self.held.take(account, router_id))
                     break  # the router has them now
+
+    def _send_held(self, session: StreamSession, wrap: Wrap, results: Results) -> None:
+        """Send held reports just taken for the session's router, in bounded messages; if
+        the session overflowed meanwhile, they stay held for its router's next subscribe."""
+        for message in split(results):
+            session.deliver(wrap(message, None))
+        if session.closed:
+            self.held.give_back(results, session.router_id)
 
     def publish(self, done: Iterator[tuple[Command, Any, bool]]) -> None:
         """Pipeline after-commit hook: maker-side reports (fills, STP expiries) and system

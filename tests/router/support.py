@@ -27,6 +27,7 @@ from router.server import RouterNode
 from shard.server import ShardNode
 from tests.shard.support import config as shard_config
 from tests.shard.support import place, prepare_db
+from tests.tcp_proxy import TcpProxy
 from tools.services.ports import free_port
 
 T = types_pb2
@@ -133,6 +134,18 @@ async def cluster(dsn: str) -> AsyncIterator[Cluster]:
         yield state
     finally:
         await state.close()
+
+
+@asynccontextmanager
+async def proxy_in_front(state: Cluster, shard_id: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of ``shard_id``'s port (``state.ports``): start the shard with
+    ``address=proxy.address`` and routers reach it only through the proxy."""
+    proxy = TcpProxy(state.ports.setdefault(shard_id, free_port()))
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 @asynccontextmanager

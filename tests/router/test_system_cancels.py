@@ -22,12 +22,11 @@ from tests.router.support import (
     cmd,
     limit,
     open_orders,
+    proxy_in_front,
     running_router,
     trade,
     wait_until,
 )
-from tests.tcp_proxy import TcpProxy
-from tools.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -70,23 +69,17 @@ async def test_a_broken_link_tells_the_clients_what_the_shard_cancelled(pg_dsn: 
     """The network between router and shard fails while both stay up: the shard ends the
     link's stream and cancels what it subscribed with cancel-on-disconnect. The client is
     still connected to the router; once the link is back, it learns what was cancelled."""
-    async with cluster(pg_dsn) as state:
-        port = state.ports["shard-a"] = free_port()
-        proxy = TcpProxy(port)
-        await proxy.start()
-        try:
-            await state.start_shard("shard-a", (BTC, ETH), address=proxy.address)
-            async with running_router(state) as (router, stub):
-                call, placed = await resting_stream(stub, "mm", cancel_on_disconnect=True)
-                link = router.links.get("shard-a")
-                assert link is not None and link.ready
-                proxy.break_all()
-                assert await cancelled_as_told(call, len(placed)) == placed
-                assert await open_orders(pg_dsn, "mm") == []
-                assert await wait_until(lambda: link.ready, TIMEOUT)
-                call.cancel()
-        finally:
-            await proxy.close()
+    async with cluster(pg_dsn) as state, proxy_in_front(state, "shard-a") as proxy:
+        await state.start_shard("shard-a", (BTC, ETH), address=proxy.address)
+        async with running_router(state) as (router, stub):
+            call, placed = await resting_stream(stub, "mm", cancel_on_disconnect=True)
+            link = router.links.get("shard-a")
+            assert link is not None and link.ready
+            proxy.break_all()
+            assert await cancelled_as_told(call, len(placed)) == placed
+            assert await open_orders(pg_dsn, "mm") == []
+            assert await wait_until(lambda: link.ready, TIMEOUT)
+            call.cancel()
 
 
 async def test_a_cancel_on_disconnect_tells_the_accounts_streams_on_every_router(
